@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * gc.c - live-byte accounting and compaction of the writer's segments.
+ *
+ * Owns: the index of newest records per id, live bytes per segment, and
+ * compaction: copying the live records of sealed segments into the open one
+ * (same id and version, flagged relocated) and retiring those segments with
+ * a RETIRE record in the same commit.
+ *
+ * Invariants:
+ * - A record is *current* when the index entry of its id points at it.  Only
+ *   current records are ever relocated; a reader folding the log keeps the
+ *   newest version per id, so relocated copies never revive anything.
+ * - entry->nrec counts the records of the id in live segments.  A current
+ *   tombstone (or expired chunk) is kept, as a tombstone, while older records
+ *   of its id remain in live segments, else they would come back to life for
+ *   a reader that never saw the newer one; the entry is dropped at nrec 0.
+ * - Compaction reads only the writer's own read-only mirror of sealed
+ *   segments and never waits for a reader: readers keep their mappings of
+ *   retired segments until they release them.
+ * - Segments are retired only once the commit holding their relocated
+ *   copies is sealed (under group sealing compaction seals the open
+ *   segment): a STRICT reader joining in between would otherwise miss
+ *   sealed chunks, or see an older version that a relocated tombstone hides.
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "writer-internal.h"
+
+/* Bound on relocated bytes per compaction, so one commit never pays for
+ * copying the whole area at once. */
+#define GC_MAX_RELOCATE (8ULL * 1024 * 1024)
+
+static void unaccount_current(sgl_writer *w, struct sgl_entry *e) {
+        struct sgl_wseg *s;
+
+        if (e->flags & (SGL_ENTRY_TOMBSTONE | SGL_ENTRY_EXPIRED))
+                return;
+        s = sgl_writer_find_seg(w, e->seq);
+        if (s)
+                s->live -= MIN(s->live, sgl_record_span(e->len));
+}
+
+/* Updates the index and live bytes for one record just committed in @seq. */
+void sgl_gc_account(sgl_writer *w, const struct sgl_pending *p, uint64_t seq) {
+        struct sgl_entry *e;
+        struct sgl_wseg *s;
+
+        if (p->kind == SGL_REC_RETIRE)
+                return;
+        if (sgl_idmap_insert(&w->index, p->id, &e) < 0)
+                return; /* out of memory: accounting degrades, data is safe */
+        if (e->version != 0)
+                unaccount_current(w, e);
+        e->version = p->version;
+        e->seq = seq;
+        e->offset = p->offset;
+        e->len = p->len;
+        e->expire_ns = p->expire_ns;
+        e->flags = p->kind == SGL_REC_TOMBSTONE ? SGL_ENTRY_TOMBSTONE : 0;
+        e->nrec++;
+        if (p->kind == SGL_REC_DATA) {
+                s = sgl_writer_find_seg(w, seq);
+                if (s)
+                        s->live += sgl_record_span(p->len);
+                if (p->expire_ns &&
+                    (w->next_expiry_ns == 0 || p->expire_ns < w->next_expiry_ns))
+                        w->next_expiry_ns = p->expire_ns;
+        }
+}
+
+/* Expired chunks stop counting as live; run only when one may have expired. */
+void sgl_gc_sweep_expired(sgl_writer *w, uint64_t now) {
+        uint64_t next = 0;
+
+        if (w->next_expiry_ns == 0 || w->next_expiry_ns > now)
+                return;
+        SGL_IDMAP_FOREACH(e, &w->index) {
+                if (!e->expire_ns || (e->flags & (SGL_ENTRY_TOMBSTONE | SGL_ENTRY_EXPIRED)))
+                        continue;
+                if (e->expire_ns <= now) {
+                        unaccount_current(w, e);
+                        e->flags |= SGL_ENTRY_EXPIRED;
+                } else if (next == 0 || e->expire_ns < next) {
+                        next = e->expire_ns;
+                }
+        }
+        w->next_expiry_ns = next;
+}
+
+static uint64_t seg_garbage(const struct sgl_wseg *s) {
+        uint64_t used = s->used - SGL_PAGE;
+        return used > s->live ? used - s->live : 0;
+}
+
+/* Picks sealed segments to compact, worst garbage ratio first, into @v.
+ * Returns how many. */
+static size_t pick_victims(sgl_writer *w, bool force, struct sgl_wseg **v) {
+        uint64_t used = 0, garbage = 0, moved = 0;
+        size_t n = 0, nsealed = 0;
+        bool by_count;
+
+        for (size_t i = 0; i < w->nsegs; i++) {
+                if (!w->segs[i]->sealed)
+                        continue;
+                used += w->segs[i]->used - SGL_PAGE;
+                garbage += seg_garbage(w->segs[i]);
+                nsealed++;
+        }
+        by_count = w->gc_max_segments && w->nsegs > w->gc_max_segments;
+        if (!force && !by_count &&
+            (w->gc_percent == 0 || garbage < w->gc_min_bytes ||
+             garbage * 100 < used * w->gc_percent))
+                return 0;
+
+        /* selection by ratio: repeatedly take the worst remaining segment
+         * (nsegs is bounded by max_segments, so quadratic is fine) */
+        while (n < nsealed && moved < GC_MAX_RELOCATE) {
+                struct sgl_wseg *best = NULL;
+                for (size_t i = 0; i < w->nsegs; i++) {
+                        struct sgl_wseg *s = w->segs[i];
+                        bool taken = false;
+                        if (!s->sealed)
+                                continue;
+                        for (size_t j = 0; j < n && !taken; j++)
+                                taken = v[j] == s;
+                        if (taken)
+                                continue;
+                        /* compare garbage/used ratios without dividing */
+                        if (!best || seg_garbage(s) * (best->used - SGL_PAGE) >
+                                             seg_garbage(best) * (s->used - SGL_PAGE))
+                                best = s;
+                }
+                if (!best)
+                        break;
+                /* only worthwhile victims, unless forced or over the count */
+                if (!force && !by_count && seg_garbage(best) * 2 < best->used - SGL_PAGE)
+                        break;
+                if (by_count && !force && w->nsegs - n <= w->gc_max_segments / 2 &&
+                    seg_garbage(best) * 2 < best->used - SGL_PAGE)
+                        break;
+                v[n++] = best;
+                moved += best->live;
+        }
+        return n;
+}
+
+/* Relocates current records of @s; entries' nrec already exclude @s. */
+static int relocate(sgl_writer *w, struct sgl_wseg *s, uint64_t now) {
+        struct sgl_rec_iter it;
+        struct sgl_rec_view rec;
+        int r;
+
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+        while ((r = sgl_rec_iter_next(&it, &rec)) > 0) {
+                struct sgl_entry *e = sgl_idmap_find(&w->index, rec.id);
+                void *data;
+
+                if (!e || e->seq != s->seq || e->offset != rec.offset)
+                        continue; /* not current: garbage */
+                if (rec.kind == SGL_REC_DATA &&
+                    !(e->flags & SGL_ENTRY_EXPIRED) &&
+                    (!rec.expire_ns || rec.expire_ns > now)) {
+                        r = sgl_writer_stage(w, SGL_REC_DATA, SGL_RECF_RELOCATED,
+                                             rec.id, rec.version, rec.expire_ns,
+                                             s->seq, rec.len, &data);
+                        if (r < 0)
+                                return r;
+                        /* rec.payload stays valid: s is still mapped */
+                        memcpy(data, rec.payload, rec.len);
+                        w->stats.gc_relocated++;
+                } else if (e->nrec > 0) {
+                        /* older versions live on elsewhere: keep them dead */
+                        r = sgl_writer_stage(w, SGL_REC_TOMBSTONE, SGL_RECF_RELOCATED,
+                                             rec.id, rec.version, 0, s->seq, 0, NULL);
+                        if (r < 0)
+                                return r;
+                } else {
+                        sgl_idmap_remove(&w->index, e);
+                }
+        }
+        return r;
+}
+
+static void forget_records(sgl_writer *w, struct sgl_wseg *s) {
+        struct sgl_rec_iter it;
+        struct sgl_rec_view rec;
+
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+        while (sgl_rec_iter_next(&it, &rec) > 0) {
+                struct sgl_entry *e = sgl_idmap_find(&w->index, rec.id);
+                if (e && e->nrec > 0)
+                        e->nrec--;
+        }
+}
+
+/* Undoes forget_records() for a segment that stays live after all. */
+static void remember_records(sgl_writer *w, struct sgl_wseg *s) {
+        struct sgl_rec_iter it;
+        struct sgl_rec_view rec;
+
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+        while (sgl_rec_iter_next(&it, &rec) > 0) {
+                struct sgl_entry *e = sgl_idmap_find(&w->index, rec.id);
+                if (e)
+                        e->nrec++;
+        }
+}
+
+/**
+ * sgl_gc_run() - compact now.
+ * Returns the number of segments retired or -errno; on error nothing is
+ * retired and the staged relocations are dropped (or, if committing or
+ * sealing them failed, stay as copies that shadow nothing).
+ */
+int sgl_gc_run(sgl_writer *w, bool force) {
+        struct sgl_wseg **v;
+        uint64_t now = sgl_now_ns(), *seqs;
+        size_t n;
+        int r;
+
+        if (w->npend > 0)
+                return -EBUSY;
+        sgl_gc_sweep_expired(w, now);
+        v = calloc(w->nsegs + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        n = pick_victims(w, force, v);
+        if (n == 0) {
+                free(v);
+                return 0;
+        }
+
+        w->in_gc = true;
+        for (size_t i = 0; i < n; i++)
+                forget_records(w, v[i]);
+        r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = relocate(w, v[i], now);
+        if (r >= 0)
+                r = sgl_writer_stage(w, SGL_REC_RETIRE, 0, 0, 0, 0, 0,
+                                     n * sizeof(uint64_t), (void **)&seqs);
+        if (r < 0) {
+                /* undo: records stay where they were, counts come back */
+                sgl_writer_abort(w);
+                for (size_t i = 0; i < n; i++)
+                        remember_records(w, v[i]);
+                w->in_gc = false;
+                free(v);
+                return r;
+        }
+        for (size_t i = 0; i < n; i++)
+                seqs[i] = v[i]->seq;
+        r = sgl_writer_commit_internal(w);
+        if (r >= 0)
+                r = sgl_writer_seal(w); /* no-op when sealed at commit */
+        w->in_gc = false;
+        if (r < 0) {
+                /* the victims stay live: their records count again */
+                for (size_t i = 0; i < n; i++)
+                        remember_records(w, v[i]);
+                free(v);
+                return r;
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                uint64_t seq = v[i]->seq;
+                sgl_writer_drop_seg(w, v[i]);
+                if (w->seg_fn)
+                        w->seg_fn(w->seg_userdata, seq, SGL_SEGMENT_RETIRED, -1);
+                w->stats.retired++;
+        }
+        w->stats.gc_runs++;
+        free(v);
+        return (int)n;
+}
+
+int sgl_gc_maybe(sgl_writer *w) {
+        int r;
+
+        if (w->in_gc || w->npend > 0)
+                return 0;
+        r = sgl_gc_run(w, false);
+        return r < 0 ? r : 0;
+}
+
+/**
+ * sgl_writer_gc() - compact now: relocate the live chunks of the sealed
+ * segments with the most garbage and retire them.
+ * @w: the writer
+ *
+ * Readers holding chunks of a retired segment keep valid bytes until they
+ * release them; nobody waits.
+ *
+ * Return: the number of segments retired (0 if none), -EBUSY while records
+ * are staged, or -errno.
+ */
+_public_ int sgl_writer_gc(sgl_writer *w) {
+        if (!w)
+                return -EINVAL;
+        return sgl_gc_run(w, true);
+}
