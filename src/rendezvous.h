@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* rendezvous.h - socket address helpers shared by the host and the client. */
+#ifndef SGL_RENDEZVOUS_H
+#define SGL_RENDEZVOUS_H
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* "@name" is the abstract namespace, anything else a filesystem path. */
+int sgl_sockaddr_from_string(const char *address, struct sockaddr_un *sa,
+                             socklen_t *ret_len);
+
+#endif
