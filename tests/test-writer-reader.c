@@ -1,0 +1,1818 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-writer-reader.c - one writer and reader *processes*: what a reader in
+ * another process sees of what the writer commits.
+ *
+ * The writer lives in the test process; every reader is a child (tu_fork())
+ * forked before the writer exists, so it inherits none of the writer's
+ * descriptors or mappings.  Segment descriptors reach the readers the way a
+ * rendezvous host hands them out: the writer's segment callback sends each
+ * one over a SOCK_SEQPACKET socketpair with SCM_RIGHTS (src/fdpass.c), in a
+ * tiny message of our own ({seq, event} plus the fd).  The same socket
+ * carries commands to the reader (drain, get, wait, ...) and its replies,
+ * so the assertions run in the test process on what the reader reported:
+ * ids, versions, sizes and FNV-1a checksums of the payload bytes.
+ *
+ * It proves:
+ * - stream order: chunks committed one by one reach two reader processes
+ *   (STRICT and TRUSTED, streaming concurrently) in commit order, byte-exact;
+ * - keyed use: sgl_reader_get() returns the newest version, versions grow;
+ * - expiry: chunks expired at commit or later are skipped by next() and
+ *   -ENOENT for get();
+ * - update: a newer version obsoletes the older one in the stream;
+ * - delete: tombstones hide the id from get() and the stream; deleting an
+ *   unknown, deleted or expired id is -ENOENT at the writer;
+ * - batch commit: a TRUSTED reader polling the open segment while the writer
+ *   stages slowly (zero-copy, filled in place) sees none or all of the batch;
+ * - each seal policy (EVERY_COMMIT, BYTES, USEC + tick, WHEN_FULL, explicit
+ *   seal; in place and by copy): STRICT readers see a commit exactly when
+ *   its segment is sealed, TRUSTED readers at commit; a reader process that
+ *   pins a page of the open segment costs the writer a copy, never a seal;
+ *   a seal that fails (no descriptor left) loses nothing, the writer goes
+ *   on and the next stage seals;
+ * - sgl_reader_wait() across processes: wakes every waiting reader within a
+ *   bounded time on a commit, times out when nothing happens;
+ * - a late reader (sgl_writer_foreach_segment()) sees every live chunk;
+ * - chunks of 0, 1, 4095, 4096, 4097 bytes and 3 MiB (more than a segment)
+ *   round-trip byte-exact;
+ * - descriptor hygiene: the writer process and every reader end each test
+ *   with the descriptors they started with, and readers keep none while
+ *   they map segments.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fdpass.h"
+#include "sigillo.h"
+#include "test-util.h"
+
+#define PAGE 4096u
+#define USEC_PER_MSEC 1000ULL
+#define NSEC_PER_MSEC 1000000ULL
+#define NSEC_PER_SEC 1000000000ULL
+#define MAX_READERS 8
+#define ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ============================================================ harness === */
+
+/* The one message on the wire, both ways.  Segment events use only seq,
+ * event and the descriptor; commands and replies use the rest. */
+struct tmsg {
+        uint64_t seq;    /* segment seq, or the command's main argument */
+        uint32_t event;  /* SGL_SEGMENT_* or M_* */
+        uint32_t flags;
+        uint64_t a, b, c, d;
+};
+
+enum {
+        /* writer -> reader */
+        M_CONTROL = 100, /* fd: the control page */
+        M_DRAIN,         /* next() until -EAGAIN; flags F_HOLD keeps chunks */
+        M_GET,           /* seq: id */
+        M_WAIT,          /* a: timeout in usec (int64) */
+        M_POLL,          /* seq: chunks to wait for, a: give up after ms */
+        M_STREAM,        /* stream on your own until M_DONE */
+        M_DONE,
+        M_VERIFY,        /* re-checksum the held chunks */
+        M_RELEASE,       /* release the held chunks */
+        M_INFO,
+        M_QUIT,
+        M_PIN,           /* seq: id; vmsplice() the chunk's page into a pipe */
+        M_UNPIN,
+        /* reader -> writer */
+        M_CHUNK = 200,   /* seq: id, a: version, b: size, c: hash, d: expiry */
+        M_END,           /* seq: chunks reported, a: last next() result */
+        M_GOT,           /* seq: id, a: result, b: version, c: size, d: hash */
+        M_WAITED,        /* a: result, b: elapsed usec */
+        M_POLLING,       /* started polling */
+        M_POLLED,        /* seq: polls before the first chunk, a: first burst, b: total */
+        M_VERIFIED,      /* seq: held, a: checksum mismatches, b: segment mappings */
+        M_RELEASED,      /* seq: segment mappings left, a: segments in the reader */
+        M_INFOED,        /* seq: segments mapped, a: opened, b: sealed, c: retired, d: fds - baseline */
+        M_BYE,           /* a: fds at start, b: fds at the end */
+        M_PINNED,        /* a: result */
+};
+
+enum { F_HOLD = 1 };
+
+/* What a reader reports about one chunk. */
+struct dlv {
+        uint64_t id, version, size, hash, expiry;
+};
+
+/* ---------------------------------------------------------- child side */
+
+struct rd_child {
+        int sock;
+        unsigned flags;
+};
+
+struct rstate {
+        int sock;
+        int maps0;               /* segment mappings inherited at start */
+        int pin[2];              /* a pipe holding a page of a segment */
+        sgl_reader *r;
+        unsigned opened, sealed, retired;
+        struct held {
+                sgl_chunk *c;
+                uint64_t hash;
+        } *held;
+        size_t n_held, a_held;
+        struct dlv *dlv;
+        size_t n_dlv, a_dlv;
+};
+
+static int count_fds_child(void) {
+        struct dirent *de;
+        DIR *d = opendir("/proc/self/fd");
+        int n = 0;
+
+        if (!d)
+                return -1;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n - 1;
+}
+
+/* Mappings of segments (memfds named "sigillo-...") in this process. */
+static int count_memfd_maps(void) {
+        char line[512];
+        FILE *f = fopen("/proc/self/maps", "re");
+        int n = 0;
+
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (strstr(line, "/memfd:sigillo-"))
+                        n++;
+        fclose(f);
+        return n;
+}
+
+/* A reader process starts with its socket and stdio only. */
+static int close_all_but(int keep) {
+        int fds[256], n = 0;
+        struct dirent *de;
+        DIR *d = opendir("/proc/self/fd");
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d)) && n < (int)ELEMENTS(fds)) {
+                int fd = atoi(de->d_name);
+                if (de->d_name[0] != '.' && fd > 2 && fd != keep && fd != dirfd(d))
+                        fds[n++] = fd;
+        }
+        closedir(d);
+        for (int i = 0; i < n; i++)
+                close(fds[i]);
+        return 0;
+}
+
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void sleep_ms(unsigned ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static int child_send(struct rstate *st, uint32_t ev, uint64_t seq, uint64_t a,
+                      uint64_t b, uint64_t c, uint64_t d) {
+        struct tmsg m = { .seq = seq, .event = ev, .a = a, .b = b, .c = c, .d = d };
+
+        return sgl_fdpass_send(st->sock, &m, sizeof(m), NULL, 0) == (ssize_t)sizeof(m) ? 0 : -EPIPE;
+}
+
+/* Receives one message; 0, or -errno (-EPIPE: the writer is gone). */
+static int child_recv(struct rstate *st, struct tmsg *m, int *fd) {
+        size_t nfds = 0;
+        int fds[1];
+        ssize_t n;
+
+        n = sgl_fdpass_recv(st->sock, m, sizeof(*m), fds, 1, &nfds);
+        *fd = nfds > 0 ? fds[0] : -1;
+        if (n == (ssize_t)sizeof(*m))
+                return 0;
+        if (*fd >= 0)
+                close(*fd);
+        return n < 0 ? (int)n : -EPIPE;
+}
+
+/* A segment event: map it.  Returns 1 if @m was one, 0 if not, < 0 on error. */
+static int child_segment(struct rstate *st, const struct tmsg *m, int fd) {
+        int k;
+
+        switch (m->event) {
+        case SGL_SEGMENT_OPENED:
+        case SGL_SEGMENT_SEALED:
+                if (fd < 0)
+                        return -EBADF;
+                k = sgl_reader_add_segment_consume_fd(st->r, fd);
+                if (k < 0) {
+                        fprintf(stderr, "reader %d: adding segment %llu (event %u): %s\n",
+                                (int)getpid(), (unsigned long long)m->seq, m->event,
+                                strerror(-k));
+                        return k;
+                }
+                if (m->event == SGL_SEGMENT_OPENED)
+                        st->opened++;
+                else
+                        st->sealed++;
+                return 1;
+        case SGL_SEGMENT_RETIRED:
+                if (fd >= 0) {
+                        close(fd);
+                        return -EBADF;
+                }
+                st->retired++;
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static int push_dlv(struct rstate *st, const struct dlv *d) {
+        if (st->n_dlv == st->a_dlv) {
+                size_t n = st->a_dlv ? st->a_dlv * 2 : 256;
+                struct dlv *a = realloc(st->dlv, n * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                st->dlv = a;
+                st->a_dlv = n;
+        }
+        st->dlv[st->n_dlv++] = *d;
+        return 0;
+}
+
+static int push_held(struct rstate *st, sgl_chunk *c, uint64_t hash) {
+        if (st->n_held == st->a_held) {
+                size_t n = st->a_held ? st->a_held * 2 : 64;
+                struct held *a = realloc(st->held, n * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                st->held = a;
+                st->a_held = n;
+        }
+        st->held[st->n_held++] = (struct held) { c, hash };
+        return 0;
+}
+
+/* next() until it stops; every chunk goes to st->dlv (and st->held with
+ * F_HOLD).  Returns the last next() result (-EAGAIN when drained). */
+static int child_drain(struct rstate *st, unsigned flags) {
+        sgl_chunk *c;
+        int k;
+
+        while ((k = sgl_reader_next(st->r, &c)) == 0) {
+                struct dlv d = {
+                        .id = sgl_chunk_id(c),
+                        .version = sgl_chunk_version(c),
+                        .size = sgl_chunk_size(c),
+                        .hash = tu_fnv1a64(sgl_chunk_data(c), sgl_chunk_size(c)),
+                        .expiry = sgl_chunk_expiry(c),
+                };
+                if (push_dlv(st, &d) < 0)
+                        return -ENOMEM;
+                if (flags & F_HOLD) {
+                        if (push_held(st, c, d.hash) < 0)
+                                return -ENOMEM;
+                } else {
+                        sgl_chunk_unref(c);
+                }
+        }
+        return k;
+}
+
+/* Sends st->dlv as M_CHUNK messages and an M_END, then forgets it. */
+static int child_report(struct rstate *st, int last) {
+        for (size_t i = 0; i < st->n_dlv; i++) {
+                const struct dlv *d = &st->dlv[i];
+                if (child_send(st, M_CHUNK, d->id, d->version, d->size, d->hash, d->expiry) < 0)
+                        return -EPIPE;
+        }
+        if (child_send(st, M_END, st->n_dlv, (uint64_t)(int64_t)last, 0, 0, 0) < 0)
+                return -EPIPE;
+        st->n_dlv = 0;
+        return 0;
+}
+
+/* Handles every message already queued on the socket without blocking;
+ * returns 1 if M_DONE was among them, 0 if not, < 0 on error. */
+static int child_pump(struct rstate *st, int timeout_ms) {
+        struct pollfd p = { .fd = st->sock, .events = POLLIN };
+        int done = 0;
+
+        while (poll(&p, 1, timeout_ms) > 0) {
+                struct tmsg m;
+                int fd, k;
+
+                timeout_ms = 0;
+                k = child_recv(st, &m, &fd);
+                if (k < 0)
+                        return k;
+                k = child_segment(st, &m, fd);
+                if (k < 0)
+                        return k;
+                if (k == 0) {
+                        if (fd >= 0)
+                                close(fd);
+                        if (m.event != M_DONE)
+                                return -EPROTO;
+                        done = 1;
+                }
+        }
+        return done;
+}
+
+/* M_STREAM: take segments and chunks as they come until M_DONE, then drain
+ * once more (every segment sent before M_DONE has arrived) and report. */
+static int child_stream(struct rstate *st, unsigned flags) {
+        int k, last = -EAGAIN;
+
+        for (;;) {
+                int done = child_pump(st, 0);
+                if (done < 0)
+                        return done;
+                last = child_drain(st, flags);
+                if (last != -EAGAIN)
+                        return last < 0 ? last : -EPROTO;
+                if (done)
+                        break;
+                /* sleep until the writer commits or seals something, or a
+                 * descriptor arrives */
+                k = sgl_reader_wait(st->r, 2000);
+                if (k == -ENOTCONN)
+                        k = child_pump(st, 2) < 0 ? -EPIPE : 0;
+                else if (k == -ETIMEDOUT)
+                        k = 0;
+                if (k < 0)
+                        return k;
+        }
+        return child_report(st, last);
+}
+
+/* M_POLL: spin on next() while the writer stages a batch; report how many
+ * polls saw nothing and how many chunks the first non-empty poll burst had. */
+static int child_poll(struct rstate *st, uint64_t want, uint64_t timeout_ms) {
+        uint64_t polls = 0, burst = 0, total = 0, deadline = mono_usec() + timeout_ms * 1000;
+        sgl_chunk *c;
+        int k;
+
+        if (child_send(st, M_POLLING, 0, 0, 0, 0, 0) < 0)
+                return -EPIPE;
+        while (total < want && mono_usec() < deadline) {
+                if (child_pump(st, 0) < 0)
+                        return -EPIPE;
+                k = sgl_reader_next(st->r, &c);
+                if (k == -EAGAIN) {
+                        if (total == 0)
+                                polls++;
+                        continue;
+                }
+                if (k < 0)
+                        return k;
+                /* the first chunk of the batch: the rest must be there now */
+                for (;;) {
+                        struct dlv d = {
+                                .id = sgl_chunk_id(c),
+                                .version = sgl_chunk_version(c),
+                                .size = sgl_chunk_size(c),
+                                .hash = tu_fnv1a64(sgl_chunk_data(c), sgl_chunk_size(c)),
+                                .expiry = sgl_chunk_expiry(c),
+                        };
+                        sgl_chunk_unref(c);
+                        if (push_dlv(st, &d) < 0)
+                                return -ENOMEM;
+                        total++;
+                        if (burst == 0 || total == burst + 1)
+                                burst = total;
+                        k = sgl_reader_next(st->r, &c);
+                        if (k != 0)
+                                break;
+                }
+                if (k != -EAGAIN)
+                        return k < 0 ? k : -EPROTO;
+                if (burst != total)
+                        break; /* not one burst: report what we have */
+        }
+        k = child_report(st, -EAGAIN);
+        if (k < 0)
+                return k;
+        return child_send(st, M_POLLED, polls, burst, total, 0, 0);
+}
+
+static int child_verify(struct rstate *st) {
+        uint64_t bad = 0;
+
+        for (size_t i = 0; i < st->n_held; i++) {
+                const sgl_chunk *c = st->held[i].c;
+                if (tu_fnv1a64(sgl_chunk_data(c), sgl_chunk_size(c)) != st->held[i].hash)
+                        bad++;
+        }
+        return child_send(st, M_VERIFIED, st->n_held, bad,
+                          (uint64_t)(count_memfd_maps() - st->maps0), 0, 0);
+}
+
+static int child_release(struct rstate *st) {
+        for (size_t i = 0; i < st->n_held; i++)
+                sgl_chunk_unref(st->held[i].c);
+        st->n_held = 0;
+        return child_send(st, M_RELEASED, (uint64_t)(count_memfd_maps() - st->maps0),
+                          (uint64_t)sgl_reader_get_segment_count(st->r), 0, 0, 0);
+}
+
+/* M_PIN: what a hostile reader can do with a read-only mapping: take a
+ * reference to one of its pages (vmsplice() into a pipe never drained),
+ * which makes F_SEAL_WRITE fail with EBUSY while it lasts. */
+static int child_pin(struct rstate *st, uint64_t id) {
+        sgl_chunk *c = NULL;
+        struct iovec iov;
+        int k;
+
+        k = sgl_reader_get(st->r, id, &c);
+        if (k < 0)
+                return k;
+        iov = (struct iovec) {
+                .iov_base = (void *)((uintptr_t)sgl_chunk_data(c) & ~(uintptr_t)(PAGE - 1)),
+                .iov_len = PAGE,
+        };
+        if (pipe2(st->pin, O_CLOEXEC) < 0)
+                k = -errno;
+        else if (vmsplice(st->pin[1], &iov, 1, 0) != (ssize_t)PAGE)
+                k = -EOPNOTSUPP;
+        sgl_chunk_unref(c);
+        return k;
+}
+
+static int reader_main(void *userdata) {
+        const struct rd_child *rc = userdata;
+        struct rstate st = { .sock = rc->sock, .pin = { -1, -1 } };
+        int base, k;
+
+        TU_CHILD_CHECK(close_all_but(st.sock) == 0);
+        base = count_fds_child();
+        st.maps0 = count_memfd_maps(); /* 0 unless a failed test left a writer */
+        TU_CHILD_CHECK(base >= 4);
+        TU_CHILD_CHECK(sgl_reader_new(rc->flags, &st.r) == 0);
+
+        for (;;) {
+                struct tmsg m;
+                int fd;
+
+                k = child_recv(&st, &m, &fd);
+                TU_CHILD_CHECK(k == 0);
+                k = child_segment(&st, &m, fd);
+                TU_CHILD_CHECK(k >= 0);
+                if (k > 0)
+                        continue;
+                if (m.event != M_CONTROL)
+                        TU_CHILD_CHECK(fd < 0);
+
+                switch (m.event) {
+                case M_CONTROL:
+                        TU_CHILD_CHECK(fd >= 0);
+                        TU_CHILD_CHECK(sgl_reader_set_control_consume_fd(st.r, fd) == 0);
+                        break;
+                case M_DRAIN:
+                        k = child_drain(&st, m.flags);
+                        TU_CHILD_CHECK(child_report(&st, k) == 0);
+                        break;
+                case M_GET: {
+                        sgl_chunk *c = NULL;
+                        uint64_t ver = 0, size = 0, hash = 0;
+
+                        k = sgl_reader_get(st.r, m.seq, &c);
+                        if (k == 0) {
+                                TU_CHILD_CHECK(sgl_chunk_id(c) == m.seq);
+                                ver = sgl_chunk_version(c);
+                                size = sgl_chunk_size(c);
+                                hash = tu_fnv1a64(sgl_chunk_data(c), size);
+                                sgl_chunk_unref(c);
+                        }
+                        TU_CHILD_CHECK(child_send(&st, M_GOT, m.seq, (uint64_t)(int64_t)k,
+                                                  ver, size, hash) == 0);
+                        break;
+                }
+                case M_WAIT: {
+                        uint64_t t0 = mono_usec();
+                        k = sgl_reader_wait(st.r, (int64_t)m.a);
+                        TU_CHILD_CHECK(child_send(&st, M_WAITED, 0, (uint64_t)(int64_t)k,
+                                                  mono_usec() - t0, 0, 0) == 0);
+                        break;
+                }
+                case M_POLL:
+                        TU_CHILD_CHECK(child_poll(&st, m.seq, m.a) == 0);
+                        break;
+                case M_STREAM:
+                        TU_CHILD_CHECK(child_stream(&st, m.flags) == 0);
+                        break;
+                case M_VERIFY:
+                        TU_CHILD_CHECK(child_verify(&st) == 0);
+                        break;
+                case M_RELEASE:
+                        TU_CHILD_CHECK(child_release(&st) == 0);
+                        break;
+                case M_INFO:
+                        TU_CHILD_CHECK(child_send(&st, M_INFOED,
+                                                  (uint64_t)sgl_reader_get_segment_count(st.r),
+                                                  st.opened, st.sealed, st.retired,
+                                                  (uint64_t)(int64_t)(count_fds_child() - base)) == 0);
+                        break;
+                case M_PIN:
+                        TU_CHILD_CHECK(st.pin[0] < 0);
+                        k = child_pin(&st, m.seq);
+                        TU_CHILD_CHECK(child_send(&st, M_PINNED, 0, (uint64_t)(int64_t)k,
+                                                  0, 0, 0) == 0);
+                        break;
+                case M_UNPIN:
+                        close(st.pin[0]);
+                        close(st.pin[1]);
+                        st.pin[0] = st.pin[1] = -1;
+                        TU_CHILD_CHECK(child_send(&st, M_PINNED, 0, 0, 0, 0, 0) == 0);
+                        break;
+                case M_QUIT:
+                        if (st.pin[0] >= 0)
+                                close(st.pin[0]);
+                        if (st.pin[1] >= 0)
+                                close(st.pin[1]);
+                        for (size_t i = 0; i < st.n_held; i++)
+                                sgl_chunk_unref(st.held[i].c);
+                        free(st.held);
+                        free(st.dlv);
+                        st.r = sgl_reader_unref(st.r);
+                        /* nothing of the area is left mapped */
+                        TU_CHILD_CHECK(count_memfd_maps() == st.maps0);
+                        TU_CHILD_CHECK(child_send(&st, M_BYE, 0, (uint64_t)base,
+                                                  (uint64_t)count_fds_child(), 0, 0) == 0);
+                        return 0;
+                default:
+                        TU_CHILD_CHECK(!"unknown command");
+                }
+        }
+}
+
+/* --------------------------------------------------------- writer side */
+
+struct rd {
+        pid_t pid;
+        int sock;
+        unsigned flags;
+        bool strict;
+};
+
+/* Forks a reader process; do it before the writer exists. */
+static void rd_spawn(struct rd *rd, unsigned flags) {
+        struct timeval tv = { .tv_sec = 20 };
+        struct rd_child rc = { .flags = flags };
+        int sv[2];
+
+        tu_socketpair(sv);
+        rc.sock = sv[1];
+        *rd = (struct rd) { .sock = sv[0], .flags = flags,
+                            .strict = !(flags & SGL_READER_TRUSTED) };
+        rd->pid = tu_fork(reader_main, &rc);
+        close(sv[1]);
+        /* a wedged reader fails the test instead of hanging it */
+        assert_int_equal(setsockopt(rd->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        assert_int_equal(setsockopt(rd->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+}
+
+static void rd_send(struct rd *rd, uint32_t ev, uint32_t flags, uint64_t seq,
+                    uint64_t a, int fd) {
+        struct tmsg m = { .seq = seq, .event = ev, .flags = flags, .a = a };
+        ssize_t n;
+
+        n = sgl_fdpass_send(rd->sock, &m, sizeof(m), fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+        if (n != (ssize_t)sizeof(m))
+                fail_msg("sending event %u to reader %d: %zd", ev, (int)rd->pid, n);
+}
+
+static void rd_recv(struct rd *rd, struct tmsg *m, uint32_t want) {
+        size_t nfds = 0;
+        int fds[1];
+        ssize_t n;
+
+        n = sgl_fdpass_recv(rd->sock, m, sizeof(*m), fds, 1, &nfds);
+        if (n != (ssize_t)sizeof(*m))
+                fail_msg("reader %d gone or silent (recv %zd): see its stderr",
+                         (int)rd->pid, n);
+        assert_int_equal(nfds, 0);
+        if (m->event != want)
+                fail_msg("reader %d sent %u, expected %u", (int)rd->pid, m->event, want);
+}
+
+/* Reads M_CHUNK... M_END into @out (up to @max); returns the count and the
+ * reader's last next() result in *@last. */
+static size_t rd_collect(struct rd *rd, struct dlv *out, size_t max, int *last) {
+        struct tmsg m;
+        size_t n = 0;
+
+        for (;;) {
+                size_t nfds = 0;
+                int fds[1];
+                ssize_t k = sgl_fdpass_recv(rd->sock, &m, sizeof(m), fds, 1, &nfds);
+
+                if (k != (ssize_t)sizeof(m))
+                        fail_msg("reader %d gone or silent (recv %zd)", (int)rd->pid, k);
+                assert_int_equal(nfds, 0);
+                if (m.event == M_END)
+                        break;
+                assert_int_equal(m.event, M_CHUNK);
+                if (n < max)
+                        out[n] = (struct dlv) { .id = m.seq, .version = m.a, .size = m.b,
+                                                .hash = m.c, .expiry = m.d };
+                n++;
+        }
+        assert_int_equal(m.seq, n);
+        assert_true(n <= max);
+        if (last)
+                *last = (int)(int64_t)m.a;
+        return n;
+}
+
+/* The reader takes every chunk it can; returns how many (all in @out). */
+static size_t rd_drain(struct rd *rd, unsigned flags, struct dlv *out, size_t max) {
+        int last;
+        size_t n;
+
+        rd_send(rd, M_DRAIN, flags, 0, 0, -1);
+        n = rd_collect(rd, out, max, &last);
+        assert_int_equal(last, -EAGAIN);
+        return n;
+}
+
+static int rd_get(struct rd *rd, uint64_t id, struct dlv *out) {
+        struct tmsg m;
+
+        rd_send(rd, M_GET, 0, id, 0, -1);
+        rd_recv(rd, &m, M_GOT);
+        assert_int_equal(m.seq, id);
+        *out = (struct dlv) { .id = id, .version = m.b, .size = m.c, .hash = m.d };
+        return (int)(int64_t)m.a;
+}
+
+static void rd_info(struct rd *rd, struct tmsg *m) {
+        rd_send(rd, M_INFO, 0, 0, 0, -1);
+        rd_recv(rd, m, M_INFOED);
+        /* a reader keeps no descriptor of what it maps */
+        assert_int_equal((int64_t)m->d, 0);
+}
+
+static void rd_quit(struct rd *rd) {
+        struct tmsg m;
+
+        rd_send(rd, M_QUIT, 0, 0, 0, -1);
+        rd_recv(rd, &m, M_BYE);
+        assert_int_equal(m.b, m.a); /* reader's descriptors back to its start */
+        tu_wait_exit(rd->pid, 0);
+        close(rd->sock);
+        rd->sock = -1;
+}
+
+/* The rendezvous host of these tests: fans every segment event out to the
+ * subscribed readers (STRICT ones get only sealed segments). */
+struct hub {
+        struct rd *rd[MAX_READERS];
+        size_t n;
+        unsigned opened, sealed, retired;
+};
+
+static void send_segment(struct rd *rd, uint64_t seq, sgl_segment_event ev, int fd) {
+        if (rd->strict && ev == SGL_SEGMENT_OPENED)
+                return;
+        rd_send(rd, (uint32_t)ev, 0, seq, 0, fd);
+}
+
+static void hub_fn(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
+        struct hub *h = userdata;
+
+        switch (ev) {
+        case SGL_SEGMENT_OPENED:
+                h->opened++;
+                assert_true(fd >= 0);
+                break;
+        case SGL_SEGMENT_SEALED:
+                h->sealed++;
+                assert_true(fd >= 0);
+                assert_true(fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE);
+                break;
+        case SGL_SEGMENT_RETIRED:
+                h->retired++;
+                assert_int_equal(fd, -1);
+                break;
+        default:
+                fail_msg("unknown segment event %d", (int)ev);
+        }
+        for (size_t i = 0; i < h->n; i++)
+                send_segment(h->rd[i], seq, ev, fd);
+}
+
+static void join_fn(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
+        send_segment(userdata, seq, ev, fd);
+}
+
+/* A reader joins: every live segment now, every new one as it comes. */
+static void hub_join(struct hub *h, sgl_writer *w, struct rd *rd) {
+        assert_true(sgl_writer_foreach_segment(w, join_fn, rd) >= 0);
+        assert_true(h->n < MAX_READERS);
+        h->rd[h->n++] = rd;
+}
+
+static void hub_control(sgl_writer *w, struct rd *rd) {
+        int fd = sgl_writer_control_fd(w);
+
+        assert_true(fd >= 0);
+        rd_send(rd, M_CONTROL, 0, 0, 0, fd);
+        close(fd);
+}
+
+static sgl_writer *writer_new(struct hub *h, unsigned flags) {
+        sgl_writer *w = NULL;
+
+        assert_int_equal(sgl_writer_new("wrtest", flags, &w), 0);
+        sgl_writer_set_segment_fn(w, hub_fn, h);
+        return w;
+}
+
+/* ------------------------------------------------------------ payloads */
+
+/* What the writer put under an id, as the test remembers it. */
+struct put {
+        uint64_t id, size, hash, expiry;
+};
+
+static uint64_t pattern_hash(uint64_t seed, size_t size) {
+        uint8_t *buf = malloc(size ? size : 1);
+        uint64_t h;
+
+        assert_non_null(buf);
+        tu_fill_pattern(buf, size, seed);
+        h = tu_fnv1a64(buf, size);
+        free(buf);
+        return h;
+}
+
+/* Stages a copy of the pattern of @seed (sgl_writer_write()). */
+static struct put put_write(sgl_writer *w, uint64_t id, uint64_t seed, size_t size,
+                            uint64_t expiry) {
+        uint8_t *buf = malloc(size ? size : 1);
+        struct put p = { .size = size, .expiry = expiry };
+
+        assert_non_null(buf);
+        tu_fill_pattern(buf, size, seed);
+        p.hash = tu_fnv1a64(buf, size);
+        assert_int_equal(sgl_writer_write(w, id, expiry, buf, size, &p.id), 0);
+        if (id != 0)
+                assert_int_equal(p.id, id);
+        free(buf);
+        return p;
+}
+
+/* Stages the pattern of @seed filled in place (sgl_writer_alloc()). */
+static struct put put_alloc(sgl_writer *w, uint64_t id, uint64_t seed, size_t size,
+                            uint64_t expiry) {
+        struct put p = { .size = size, .expiry = expiry };
+        void *data = NULL;
+
+        assert_int_equal(sgl_writer_alloc(w, id, expiry, size, &data, &p.id), 0);
+        assert_non_null(data);
+        tu_fill_pattern(data, size, seed);
+        p.hash = tu_fnv1a64(data, size);
+        return p;
+}
+
+static void assert_dlv_is(const struct dlv *d, const struct put *p) {
+        assert_int_equal(d->id, p->id);
+        assert_int_equal(d->size, p->size);
+        assert_int_equal(d->hash, p->hash);
+        assert_int_equal(d->expiry, p->expiry);
+}
+
+/* The reader's stream now yields exactly @n puts, in this order. */
+static void expect_drain(struct rd *rd, const struct put *p, size_t n) {
+        struct dlv d[64];
+        size_t got;
+
+        assert_true(n <= ELEMENTS(d));
+        got = rd_drain(rd, 0, d, ELEMENTS(d));
+        if (got != n)
+                for (size_t i = 0; i < got; i++)
+                        print_message("reader %d got id %llu version %llu size %llu\n",
+                                      (int)rd->pid, (unsigned long long)d[i].id,
+                                      (unsigned long long)d[i].version,
+                                      (unsigned long long)d[i].size);
+        assert_int_equal(got, n);
+        for (size_t i = 0; i < n; i++) {
+                assert_dlv_is(&d[i], &p[i]);
+                if (i > 0)
+                        assert_true(d[i].version > d[i - 1].version);
+        }
+}
+
+static void expect_get(struct rd *rd, const struct put *p) {
+        struct dlv d;
+
+        assert_int_equal(rd_get(rd, p->id, &d), 0);
+        assert_int_equal(d.size, p->size);
+        assert_int_equal(d.hash, p->hash);
+}
+
+/* ============================================================== tests === */
+
+/* N chunks with distinct payloads, committed one by one, reach a STRICT and
+ * a TRUSTED reader process, each streaming on its own while the writer
+ * commits, in commit order and byte-exact. */
+#define STREAM_N 400
+static void test_stream_order(void **state) {
+        static struct put puts[STREAM_N];
+        static struct dlv got[STREAM_N + 1];
+        struct rd rd[2];
+        struct hub h = {};
+        sgl_writer_stats stats;
+        sgl_writer *w;
+        unsigned fds = tu_count_fds();
+
+        rd_spawn(&rd[0], 0);
+        rd_spawn(&rd[1], SGL_READER_TRUSTED);
+        w = writer_new(&h, 0);
+        for (int i = 0; i < 2; i++) {
+                hub_join(&h, w, &rd[i]);
+                hub_control(w, &rd[i]);
+                rd_send(&rd[i], M_STREAM, 0, 0, 0, -1);
+        }
+
+        for (size_t i = 0; i < STREAM_N; i++) {
+                /* sizes from 0 to ~9 KiB, ids fresh and named, some anonymous */
+                size_t size = (i * 977) % 9000;
+                uint64_t id = i % 5 == 4 ? 0 : 1000 + i;
+                puts[i] = put_write(w, id, 0x5eed0000 + i, size, 0);
+                assert_int_equal(sgl_writer_commit(w), 0);
+        }
+        for (int i = 0; i < 2; i++)
+                rd_send(&rd[i], M_DONE, 0, 0, 0, -1);
+
+        for (int i = 0; i < 2; i++) {
+                int last;
+                size_t n = rd_collect(&rd[i], got, ELEMENTS(got), &last);
+
+                assert_int_equal(last, -EAGAIN);
+                assert_int_equal(n, STREAM_N);
+                for (size_t j = 0; j < n; j++) {
+                        assert_dlv_is(&got[j], &puts[j]);
+                        if (j > 0)
+                                assert_true(got[j].version > got[j - 1].version);
+                }
+        }
+        assert_int_equal(sgl_writer_get_stats(w, &stats), 0);
+        /* compaction ran (more than 256 segments) and its commits count */
+        assert_true(stats.gc_runs > 0);
+        assert_int_equal(stats.commits, STREAM_N + stats.gc_runs);
+        for (int i = 0; i < 2; i++)
+                rd_quit(&rd[i]);
+        sgl_writer_unref(w);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+
+/* Spawns @n readers with @flags[i], makes the writer, joins them all. */
+static sgl_writer *setup(struct hub *h, struct rd *rd, const unsigned *flags, size_t n,
+                         unsigned wflags) {
+        sgl_writer *w;
+
+        for (size_t i = 0; i < n; i++)
+                rd_spawn(&rd[i], flags[i]);
+        w = writer_new(h, wflags);
+        for (size_t i = 0; i < n; i++)
+                hub_join(h, w, &rd[i]);
+        return w;
+}
+
+static void teardown(sgl_writer *w, struct rd *rd, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                rd_quit(&rd[i]);
+        assert_null(sgl_writer_unref(w));
+}
+
+static struct put commit_one(sgl_writer *w, uint64_t id, uint64_t seed, size_t size) {
+        struct put p = put_write(w, id, seed, size, 0);
+
+        assert_int_equal(sgl_writer_commit(w), 0);
+        return p;
+}
+
+/* An id updated several times: get() returns the newest after every
+ * commit, its version grows, and the stream yields each id once, newest. */
+static void test_keyed_latest(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED, 0 };
+        struct rd rd[3];
+        struct hub h = {};
+        struct put other, p = {}, batch[2], want[2];
+        uint64_t last_ver[2] = {};
+        struct dlv d;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 2, 0);
+
+        rd_spawn(&rd[2], 0); /* joins at the end */
+        other = commit_one(w, 7, 1, 100);
+        for (unsigned k = 0; k < 6; k++) {
+                p = commit_one(w, 42, 100 + k, 10 + k * 1500);
+                for (int i = 0; i < 2; i++) {
+                        assert_int_equal(rd_get(&rd[i], 42, &d), 0);
+                        assert_int_equal(d.size, p.size);
+                        assert_int_equal(d.hash, p.hash);
+                        assert_true(d.version > last_ver[i]);
+                        last_ver[i] = d.version;
+                        expect_get(&rd[i], &other);
+                }
+        }
+        assert_int_equal(last_ver[0], last_ver[1]);
+        assert_int_equal(rd_get(&rd[0], 43, &d), -ENOENT);
+
+        /* streaming only now: each id once, its newest version */
+        want[0] = other;
+        want[1] = p;
+        expect_drain(&rd[0], want, 2);
+        expect_drain(&rd[1], want, 2);
+        hub_join(&h, w, &rd[2]);
+        expect_drain(&rd[2], want, 2);
+        expect_get(&rd[2], &p);
+
+        /* two versions in one batch: the later one wins */
+        batch[0] = put_write(w, 42, 200, 333, 0);
+        batch[1] = put_write(w, 42, 201, 444, 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        for (int i = 0; i < 3; i++) {
+                expect_get(&rd[i], &batch[1]);
+                expect_drain(&rd[i], &batch[1], 1);
+        }
+        assert_int_equal(rd_get(&rd[1], 42, &d), 0);
+        assert_true(d.version > last_ver[1]);
+
+        teardown(w, rd, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* Chunks expired at commit are never seen; a chunk expiring later is seen
+ * before and skipped (-ENOENT) after its expiry. */
+static void test_expiry(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED };
+        struct rd rd[2];
+        struct hub h = {};
+        struct put past, soon, never, want[2];
+        uint64_t now, t0;
+        struct dlv d;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 2, 0);
+
+        now = sgl_now_ns();
+        t0 = mono_usec();
+        past = put_write(w, 1, 11, 300, now - NSEC_PER_SEC);
+        soon = put_write(w, 2, 12, 300, now + 600 * NSEC_PER_MSEC);
+        never = put_write(w, 3, 13, 300, 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(rd_get(&rd[i], past.id, &d), -ENOENT);
+                expect_get(&rd[i], &soon);
+                expect_get(&rd[i], &never);
+        }
+        want[0] = soon;
+        want[1] = never;
+        expect_drain(&rd[1], want, 2); /* expiry time reported as committed */
+        assert_true(mono_usec() - t0 < 550 * USEC_PER_MSEC); /* checked in time */
+
+        sleep_ms(650 - (unsigned)((mono_usec() - t0) / USEC_PER_MSEC));
+        assert_true(sgl_now_ns() > soon.expiry);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(rd_get(&rd[i], 2, &d), -ENOENT);
+                assert_int_equal(rd_get(&rd[i], 1, &d), -ENOENT);
+                expect_get(&rd[i], &never);
+        }
+        expect_drain(&rd[0], &never, 1); /* streams only now: soon is gone */
+        expect_drain(&rd[1], NULL, 0);
+
+        /* an expired id cannot be deleted; a chunk expired at commit alone */
+        assert_int_equal(sgl_writer_delete(w, 2), -ENOENT);
+        assert_int_equal(sgl_writer_delete(w, 1), -ENOENT);
+        past = put_write(w, 4, 14, 10, sgl_now_ns() - 1);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        for (int i = 0; i < 2; i++) {
+                expect_drain(&rd[i], NULL, 0);
+                assert_int_equal(rd_get(&rd[i], past.id, &d), -ENOENT);
+        }
+        /* a new version without expiry brings the id back */
+        soon = commit_one(w, 2, 15, 77);
+        for (int i = 0; i < 2; i++) {
+                expect_get(&rd[i], &soon);
+                expect_drain(&rd[i], &soon, 1);
+        }
+
+        teardown(w, rd, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* A new version obsoletes the old one: a reader that reads between the
+ * commits gets both, one that reads after both gets only the new one. */
+static void test_update(void **state) {
+        const unsigned flags[] = { 0, 0, SGL_READER_TRUSTED };
+        struct rd rd[3];
+        struct hub h = {};
+        struct put v1, v2;
+        struct dlv d1[4], d2[4];
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 3, 0);
+
+        v1 = commit_one(w, 5, 21, 1000);
+        assert_int_equal(rd_drain(&rd[0], 0, d1, 4), 1);
+        assert_dlv_is(&d1[0], &v1);
+        v2 = commit_one(w, 5, 22, 2000);
+        assert_int_equal(rd_drain(&rd[0], 0, d2, 4), 1);
+        assert_dlv_is(&d2[0], &v2);
+        assert_true(d2[0].version > d1[0].version);
+        for (int i = 1; i < 3; i++) {
+                assert_int_equal(rd_drain(&rd[i], 0, d1, 4), 1);
+                assert_dlv_is(&d1[0], &v2);
+                assert_int_equal(d1[0].version, d2[0].version);
+        }
+        for (int i = 0; i < 3; i++)
+                expect_get(&rd[i], &v2);
+
+        teardown(w, rd, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* Tombstones: the id is gone for get() and the stream; deleting what is
+ * not live is -ENOENT at the writer. */
+static void test_delete(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED };
+        struct rd rd[2];
+        struct hub h = {};
+        struct put x, y, z, want[2];
+        struct dlv d;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 2, 0);
+
+        x = put_write(w, 10, 31, 500, 0);
+        y = put_write(w, 11, 32, 600, 0);
+        /* staged but not committed: not deletable yet */
+        assert_int_equal(sgl_writer_delete(w, 10), -ENOENT);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        want[0] = x;
+        want[1] = y;
+        expect_drain(&rd[0], want, 2);
+
+        assert_int_equal(sgl_writer_delete(w, 999), -ENOENT);
+        assert_int_equal(sgl_writer_delete(w, 0), -EINVAL);
+        assert_int_equal(sgl_writer_delete(w, 10), 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_int_equal(sgl_writer_delete(w, 10), -ENOENT); /* already deleted */
+
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(rd_get(&rd[i], 10, &d), -ENOENT);
+                expect_get(&rd[i], &y);
+        }
+        expect_drain(&rd[0], NULL, 0);
+        expect_drain(&rd[1], &y, 1); /* streams only now: x is skipped */
+
+        /* written again after the delete: alive again */
+        z = commit_one(w, 10, 33, 700);
+        for (int i = 0; i < 2; i++) {
+                expect_get(&rd[i], &z);
+                expect_drain(&rd[i], &z, 1);
+        }
+
+        /* a new version and its delete in one batch: deleted */
+        y = put_write(w, 11, 34, 800, 0);
+        assert_int_equal(sgl_writer_delete(w, 11), 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(rd_get(&rd[i], 11, &d), -ENOENT);
+                expect_drain(&rd[i], NULL, 0);
+        }
+        assert_int_equal(sgl_writer_delete(w, 11), -ENOENT);
+
+        teardown(w, rd, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* Stages @k chunks slowly, each allocated in place and filled in two
+ * halves with a pause between, while the TRUSTED reader polls; then
+ * commits and checks the reader saw none of them before and all at once. */
+static void slow_batch(sgl_writer *w, struct rd *poller, struct put *p, size_t k,
+                       uint64_t id0, size_t size0) {
+        struct tmsg m;
+        struct dlv d[16];
+        size_t n;
+
+        assert_true(k <= ELEMENTS(d));
+        rd_send(poller, M_POLL, 0, k, 10000, -1);
+        rd_recv(poller, &m, M_POLLING);
+        for (size_t i = 0; i < k; i++) {
+                size_t size = size0 + i * 517;
+                uint8_t *buf = malloc(size);
+                void *data;
+
+                assert_non_null(buf);
+                tu_fill_pattern(buf, size, 0xba7c + id0 + i);
+                assert_int_equal(sgl_writer_alloc(w, id0 + i, 0, size, &data, &p[i].id), 0);
+                memcpy(data, buf, size / 2);
+                sleep_ms(10);
+                memcpy((uint8_t *)data + size / 2, buf + size / 2, size - size / 2);
+                p[i] = (struct put) { .id = id0 + i, .size = size,
+                                      .hash = tu_fnv1a64(data, size) };
+                assert_int_equal(p[i].hash, tu_fnv1a64(buf, size));
+                free(buf);
+                sleep_ms(10);
+        }
+        assert_int_equal(sgl_writer_commit(w), 0);
+
+        n = rd_collect(poller, d, ELEMENTS(d), NULL);
+        rd_recv(poller, &m, M_POLLED);
+        assert_int_equal(n, k);
+        for (size_t i = 0; i < k; i++)
+                assert_dlv_is(&d[i], &p[i]);
+        assert_true(m.seq >= 20);   /* it polled while we staged: saw nothing */
+        assert_int_equal(m.a, k);   /* the first poll that saw any saw all */
+        assert_int_equal(m.b, k);
+}
+
+/* A batch becomes visible at once: a TRUSTED reader polling the open
+ * segment never sees a prefix; STRICT readers see it once sealed. */
+static void test_batch_commit(void **state) {
+        const unsigned flags[] = { SGL_READER_TRUSTED, 0 };
+        struct rd rd[2];
+        struct hub h = {};
+        struct put all[1 + 8 + 3];
+        sgl_writer_stats st;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 2, 0);
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        /* the open segment is announced at its first commit */
+        all[0] = commit_one(w, 1, 30, 100);
+        assert_int_equal(h.opened, 1);
+        expect_drain(&rd[0], &all[0], 1);
+        expect_drain(&rd[1], NULL, 0);
+
+        /* 8 chunks staged in the segment the reader has mapped */
+        slow_batch(w, &rd[0], &all[1], 8, 100, 3000);
+        assert_int_equal(h.opened, 1); /* same segment */
+        expect_drain(&rd[1], NULL, 0);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        expect_drain(&rd[1], all, 9);
+
+        /* a batch that outgrows a 1 MiB segment moves while staged */
+        slow_batch(w, &rd[0], &all[9], 3, 200, 400 * 1024);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        expect_drain(&rd[1], &all[9], 3);
+        expect_drain(&rd[0], NULL, 0);
+        for (size_t i = 0; i < ELEMENTS(all); i++) {
+                expect_get(&rd[0], &all[i]);
+                expect_get(&rd[1], &all[i]);
+        }
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.commits, 3);
+
+        teardown(w, rd, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* ----------------------------------------------------------- seal policy */
+
+/* Lowers the soft RLIMIT_NOFILE to the lowest free descriptor number: the
+ * process can then open no descriptor (EMFILE) until fd_unlimit(). */
+static void fd_limit(struct rlimit *old) {
+        struct rlimit lim;
+        int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+        assert_true(lowest >= 0);
+        close(lowest);
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+        lim = *old;
+        lim.rlim_cur = (rlim_t)lowest;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+}
+
+static void fd_unlimit(const struct rlimit *old) {
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, old), 0);
+}
+
+/* What each of the two readers (STRICT, TRUSTED) must get from its stream
+ * now. */
+static void check2(struct rd *rd, const struct put *strict, size_t ns,
+                   const struct put *trusted, size_t nt) {
+        expect_drain(&rd[0], strict, ns);
+        expect_drain(&rd[1], trusted, nt);
+}
+
+static sgl_writer *seal_setup(struct hub *h, struct rd *rd, void **state,
+                              sgl_seal_policy policy, uint64_t arg) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED };
+        unsigned wflags = *(unsigned *)*state;
+        sgl_writer *w = setup(h, rd, flags, 2, wflags);
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, policy, arg), 0);
+        return w;
+}
+
+/* Both readers ended with the same segments; every seal was in place, or
+ * by copy with SGL_WRITER_SEAL_BY_COPY. */
+static void seal_teardown(sgl_writer *w, struct rd *rd, void **state, uint64_t nseals) {
+        unsigned wflags = *(unsigned *)*state;
+        sgl_writer_stats st;
+        struct tmsg i0, i1;
+
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        if (wflags & SGL_WRITER_SEAL_BY_COPY) {
+                assert_int_equal(st.seals, 0);
+                assert_int_equal(st.seal_copies, nseals);
+        } else {
+                assert_int_equal(st.seals, nseals);
+                assert_int_equal(st.seal_copies, 0);
+        }
+        rd_info(&rd[0], &i0);
+        rd_info(&rd[1], &i1);
+        assert_int_equal(i0.seq, i1.seq);   /* a sealed copy replaced the open one */
+        assert_int_equal(i0.b, nseals);     /* STRICT got every seal */
+        assert_int_equal(i0.a, 0);          /* and nothing open */
+        teardown(w, rd, 2);
+}
+
+static void test_seal_every_commit(void **state) {
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[3];
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_EVERY_COMMIT, 0);
+
+        c[0] = commit_one(w, 1, 41, 100);
+        check2(rd, &c[0], 1, &c[0], 1);
+        c[1] = put_write(w, 2, 42, 5000, 0);
+        c[2] = put_write(w, 3, 43, 50, 0);
+        check2(rd, NULL, 0, NULL, 0); /* staged only */
+        assert_int_equal(sgl_writer_seal(w), -EBUSY);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        check2(rd, &c[1], 2, &c[1], 2);
+        assert_int_equal(sgl_writer_seal(w), 0); /* nothing open */
+        assert_int_equal(sgl_writer_tick(w), 0);
+        assert_int_equal(h.opened, 0);
+        seal_teardown(w, rd, state, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+static void test_seal_bytes(void **state) {
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[5];
+        unsigned fds = tu_count_fds();
+        /* every small commit takes one page: sealed at the third */
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_BYTES, 3 * PAGE);
+
+        c[0] = commit_one(w, 1, 51, 100);
+        check2(rd, NULL, 0, &c[0], 1);
+        c[1] = commit_one(w, 2, 52, 100);
+        check2(rd, NULL, 0, &c[1], 1);
+        assert_int_equal(sgl_writer_tick(w), 0); /* not a time policy */
+        check2(rd, NULL, 0, NULL, 0);
+        c[2] = commit_one(w, 3, 53, 100);
+        check2(rd, c, 3, &c[2], 1);
+        /* a commit bigger than the threshold is sealed at once */
+        c[3] = commit_one(w, 4, 54, 3 * PAGE);
+        check2(rd, &c[3], 1, &c[3], 1);
+        c[4] = commit_one(w, 5, 55, 100);
+        check2(rd, NULL, 0, &c[4], 1);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        check2(rd, &c[4], 1, NULL, 0);
+        assert_int_equal(h.opened, 3);
+        seal_teardown(w, rd, state, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+static void test_seal_usec(void **state) {
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[3];
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_USEC, 250 * USEC_PER_MSEC);
+
+        c[0] = commit_one(w, 1, 61, 100);
+        check2(rd, NULL, 0, &c[0], 1);
+        assert_int_equal(sgl_writer_tick(w), 0); /* not due */
+        check2(rd, NULL, 0, NULL, 0);
+        sleep_ms(280);
+        check2(rd, NULL, 0, NULL, 0);            /* due, but nobody ticked */
+        assert_int_equal(sgl_writer_tick(w), 1);
+        check2(rd, &c[0], 1, NULL, 0);
+        assert_int_equal(sgl_writer_tick(w), 0); /* nothing open */
+
+        /* also checked on commit */
+        c[1] = commit_one(w, 2, 62, 100);
+        check2(rd, NULL, 0, &c[1], 1);
+        sleep_ms(280);
+        c[2] = commit_one(w, 3, 63, 100);
+        check2(rd, &c[1], 2, &c[2], 1);
+        assert_int_equal(sgl_writer_tick(w), 0);
+        seal_teardown(w, rd, state, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+static void test_seal_when_full(void **state) {
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[4];
+        void *data;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_WHEN_FULL, 0);
+
+        /* header page + three commit pages */
+        assert_int_equal(sgl_writer_set_segment_size(w, 4 * PAGE), 0);
+        for (int i = 0; i < 3; i++) {
+                c[i] = commit_one(w, 1 + i, 71 + i, 200);
+                check2(rd, NULL, 0, &c[i], 1);
+        }
+        assert_int_equal(sgl_writer_tick(w), 0);
+        check2(rd, NULL, 0, NULL, 0);
+        /* the next commit does not fit: staging it seals the full one */
+        assert_int_equal(sgl_writer_alloc(w, 4, 0, 200, &data, &c[3].id), 0);
+        tu_fill_pattern(data, 200, 74);
+        c[3] = (struct put) { .id = 4, .size = 200, .hash = tu_fnv1a64(data, 200) };
+        check2(rd, c, 3, NULL, 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        check2(rd, NULL, 0, &c[3], 1);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        check2(rd, &c[3], 1, NULL, 0);
+        assert_int_equal(h.opened, 2);
+        seal_teardown(w, rd, state, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+static void test_seal_explicit(void **state) {
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[3];
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_WHEN_FULL, 0);
+
+        c[0] = commit_one(w, 1, 81, 1000);
+        c[1] = commit_one(w, 2, 82, 1000);
+        check2(rd, NULL, 0, c, 2);
+        c[2] = put_write(w, 3, 83, 1000, 0);
+        assert_int_equal(sgl_writer_seal(w), -EBUSY); /* staged records */
+        check2(rd, NULL, 0, NULL, 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        check2(rd, NULL, 0, &c[2], 1);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        check2(rd, c, 3, NULL, 0);
+        assert_int_equal(sgl_writer_seal(w), 0); /* nothing to seal */
+        check2(rd, NULL, 0, NULL, 0);
+        assert_int_equal(h.sealed, 1);
+        seal_teardown(w, rd, state, 1);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* A TRUSTED reader process pins a page of the open segment: sealing in
+ * place fails (EBUSY), the writer seals a copy instead, and every reader,
+ * the pinning one included, reads the same exact bytes; a seal without
+ * the pin is in place again. */
+static void test_seal_pinned(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED, SGL_READER_TRUSTED };
+        struct rd rd[3];
+        struct hub h = {};
+        struct put c[3];
+        sgl_writer_stats st;
+        struct tmsg m;
+        uint64_t t0;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 3, 0);
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        c[0] = commit_one(w, 1, 0x9101, 5000);
+        c[1] = commit_one(w, 2, 0x9102, 300);
+        expect_drain(&rd[2], c, 2);
+        rd_send(&rd[1], M_PIN, 0, 1, 0, -1);
+        rd_recv(&rd[1], &m, M_PINNED);
+        if ((int64_t)m.a == -EOPNOTSUPP) {
+                teardown(w, rd, 3);
+                skip();
+        }
+        assert_int_equal((int64_t)m.a, 0);
+
+        t0 = mono_usec();
+        assert_int_equal(sgl_writer_seal(w), 0);
+        assert_true(mono_usec() - t0 < 2000 * USEC_PER_MSEC); /* not blockable */
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.seal_copies, 1);
+        assert_int_equal(st.seals, 0);
+        expect_drain(&rd[0], c, 2);
+        expect_drain(&rd[1], c, 2);
+        expect_drain(&rd[2], NULL, 0);
+        for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 2; j++)
+                        expect_get(&rd[i], &c[j]);
+
+        rd_send(&rd[1], M_UNPIN, 0, 0, 0, -1);
+        rd_recv(&rd[1], &m, M_PINNED);
+        c[2] = commit_one(w, 3, 0x9103, 100);
+        expect_drain(&rd[1], &c[2], 1);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.seal_copies, 1);
+        assert_int_equal(st.seals, 1);
+        expect_drain(&rd[0], &c[2], 1);
+
+        teardown(w, rd, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* A seal that fails (the copy finds no descriptor left; in place, a reader
+ * also pins a page) loses nothing and does not break the writer: the
+ * segment stays open for TRUSTED readers, takes no more commits, and the
+ * next stage seals it first. */
+static void test_seal_failure(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED, SGL_READER_TRUSTED };
+        bool in_place = !(*(unsigned *)*state & SGL_WRITER_SEAL_BY_COPY);
+        struct rd rd[3];
+        struct hub h = {};
+        struct put c[3];
+        struct rlimit lim;
+        sgl_writer_stats st;
+        struct tmsg m;
+        int r;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 3, *(unsigned *)*state);
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        c[0] = commit_one(w, 1, 0xfa11, 2000);
+        c[1] = commit_one(w, 2, 0xfa12, 20);
+        check2(rd, NULL, 0, c, 2);
+        expect_drain(&rd[2], c, 2);
+        if (in_place) {
+                /* in place fails too: a page is pinned */
+                rd_send(&rd[1], M_PIN, 0, 1, 0, -1);
+                rd_recv(&rd[1], &m, M_PINNED);
+                if ((int64_t)m.a == -EOPNOTSUPP) {
+                        teardown(w, rd, 3);
+                        skip();
+                }
+                assert_int_equal((int64_t)m.a, 0);
+        }
+
+        fd_limit(&lim);
+        r = sgl_writer_seal(w);
+        fd_unlimit(&lim);
+        assert_int_equal(r, -EMFILE);
+        fd_limit(&lim);
+        r = sgl_writer_seal(w); /* tried again: still nothing to copy into */
+        fd_unlimit(&lim);
+        assert_int_equal(r, -EMFILE);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.seals + st.seal_copies, 0);
+        assert_int_equal(h.sealed, 0);
+        expect_drain(&rd[0], NULL, 0);
+        for (int i = 1; i < 3; i++)
+                for (int j = 0; j < 2; j++)
+                        expect_get(&rd[i], &c[j]);
+        if (in_place) {
+                rd_send(&rd[1], M_UNPIN, 0, 0, 0, -1);
+                rd_recv(&rd[1], &m, M_PINNED);
+        }
+
+        /* the next stage seals it first, then goes to a new segment */
+        c[2] = put_write(w, 3, 0xfa13, 300, 0);
+        assert_int_equal(h.sealed, 1);
+        expect_drain(&rd[0], c, 2);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        expect_drain(&rd[2], &c[2], 1);
+        expect_drain(&rd[1], &c[2], 1);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        expect_drain(&rd[0], &c[2], 1);
+        for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++)
+                        expect_get(&rd[i], &c[j]);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(in_place ? st.seals : st.seal_copies, 2);
+        assert_int_equal(in_place ? st.seal_copies : st.seals, 0);
+        teardown(w, rd, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* ------------------------------------------------------------------ wait */
+
+static void wait_send(struct rd *rd, int64_t timeout_usec) {
+        rd_send(rd, M_WAIT, 0, 0, (uint64_t)timeout_usec, -1);
+}
+
+static int wait_result(struct rd *rd, uint64_t *elapsed_usec) {
+        struct tmsg m;
+
+        rd_recv(rd, &m, M_WAITED);
+        *elapsed_usec = m.b;
+        return (int)(int64_t)m.a;
+}
+
+/* sgl_reader_wait() in reader processes: every blocked reader wakes soon
+ * after a commit, and a wait with nothing happening times out. */
+static void test_wait(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED, SGL_READER_TRUSTED };
+        struct rd rd[3];
+        struct hub h = {};
+        struct put c[3];
+        uint64_t us;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 3, 0);
+
+        /* without a control page there is nothing to wait on */
+        wait_send(&rd[2], 1000);
+        assert_int_equal(wait_result(&rd[2], &us), -ENOTCONN);
+        for (int i = 0; i < 2; i++) {
+                hub_control(w, &rd[i]);
+                wait_send(&rd[i], 0); /* nothing happened yet */
+                assert_int_equal(wait_result(&rd[i], &us), -ETIMEDOUT);
+        }
+
+        /* both block; one commit wakes both (nobody swallows a wake-up) */
+        for (int i = 0; i < 2; i++)
+                wait_send(&rd[i], 5 * 1000000);
+        sleep_ms(200);
+        c[0] = commit_one(w, 1, 91, 100);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(wait_result(&rd[i], &us), 0);
+                assert_true(us >= 50 * USEC_PER_MSEC);  /* it really blocked */
+                assert_true(us < 2000 * USEC_PER_MSEC); /* and woke soon */
+                expect_drain(&rd[i], &c[0], 1);
+        }
+
+        /* nothing happens: times out, on time */
+        for (int i = 0; i < 2; i++) {
+                wait_send(&rd[i], 100 * USEC_PER_MSEC);
+                assert_int_equal(wait_result(&rd[i], &us), -ETIMEDOUT);
+                assert_true(us >= 100 * USEC_PER_MSEC);
+                assert_true(us < 1000 * USEC_PER_MSEC);
+        }
+
+        /* a commit between drain and wait is not lost */
+        c[1] = commit_one(w, 2, 92, 100);
+        for (int i = 0; i < 2; i++) {
+                wait_send(&rd[i], 5 * 1000000);
+                assert_int_equal(wait_result(&rd[i], &us), 0);
+                assert_true(us < 1000 * USEC_PER_MSEC);
+                expect_drain(&rd[i], &c[1], 1);
+        }
+
+        /* commits into an open segment the TRUSTED reader already maps:
+         * no descriptor arrives, only the futex wakes it */
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        c[2] = commit_one(w, 3, 93, 100);
+        expect_drain(&rd[1], &c[2], 1);
+        expect_drain(&rd[0], NULL, 0);
+        wait_send(&rd[1], 0); /* take the events so far */
+        (void)wait_result(&rd[1], &us);
+        wait_send(&rd[1], 5 * 1000000);
+        sleep_ms(200);
+        c[0] = commit_one(w, 4, 94, 100);
+        assert_int_equal(wait_result(&rd[1], &us), 0);
+        assert_true(us >= 50 * USEC_PER_MSEC);
+        assert_true(us < 2000 * USEC_PER_MSEC);
+        expect_drain(&rd[1], &c[0], 1);
+        assert_int_equal(h.opened, 1);
+
+        /* a STRICT reader is woken by the seal */
+        wait_send(&rd[0], 0);
+        (void)wait_result(&rd[0], &us);
+        wait_send(&rd[0], 5 * 1000000);
+        sleep_ms(200);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        assert_int_equal(wait_result(&rd[0], &us), 0);
+        assert_true(us >= 50 * USEC_PER_MSEC);
+        assert_true(us < 2000 * USEC_PER_MSEC);
+        c[1] = c[2];
+        c[2] = c[0];
+        expect_drain(&rd[0], &c[1], 2);
+
+        teardown(w, rd, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* ----------------------------------------------------------- late reader */
+
+/* The test's model of an area: per id, what a reader must see. */
+#define MODEL_IDS 80
+struct model {
+        struct put p[MODEL_IDS + 1];
+        bool live[MODEL_IDS + 1];
+};
+
+static uint64_t rng(uint64_t *s) {
+        uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+/* A deterministic history of @nops writes, batches, deletes and chunks
+ * expired at commit over ids 1...MODEL_IDS, committed one by one. */
+static void churn(sgl_writer *w, struct model *m, unsigned nops, uint64_t seed) {
+        uint64_t s = seed;
+
+        for (unsigned op = 0; op < nops; op++) {
+                uint64_t x = rng(&s);
+                uint64_t id = 1 + x % MODEL_IDS;
+                unsigned kind = (unsigned)((x >> 32) % 100);
+                size_t size = (size_t)((x >> 40) % 6000);
+
+                if (kind < 15 && m->live[id]) {
+                        assert_int_equal(sgl_writer_delete(w, id), 0);
+                        m->live[id] = false;
+                } else if (kind < 20) {
+                        (void)put_write(w, id, x, size, sgl_now_ns() - NSEC_PER_SEC);
+                        m->live[id] = false;
+                } else if (kind < 30) {
+                        for (int b = 0; b < 3; b++) {
+                                uint64_t bid = 1 + (id + (uint64_t)b * 7) % MODEL_IDS;
+                                m->p[bid] = put_write(w, bid, x + (uint64_t)b, size / (b + 1), 0);
+                                m->live[bid] = true;
+                        }
+                } else {
+                        m->p[id] = put_write(w, id, x, size, 0);
+                        m->live[id] = true;
+                }
+                assert_int_equal(sgl_writer_commit(w), 0);
+        }
+}
+
+/* The reader's stream yields every live id of @m exactly once, byte-exact,
+ * and get() agrees for every id. */
+static void expect_model(struct rd *rd, const struct model *m) {
+        static struct dlv d[2 * MODEL_IDS];
+        bool seen[MODEL_IDS + 1] = {};
+        size_t n, nlive = 0;
+        struct dlv g;
+
+        n = rd_drain(rd, 0, d, ELEMENTS(d));
+        for (size_t i = 0; i < n; i++) {
+                uint64_t id = d[i].id;
+                assert_true(id >= 1 && id <= MODEL_IDS);
+                assert_true(m->live[id]);
+                assert_false(seen[id]);
+                seen[id] = true;
+                assert_dlv_is(&d[i], &m->p[id]);
+        }
+        for (uint64_t id = 1; id <= MODEL_IDS; id++) {
+                if (!m->live[id]) {
+                        assert_int_equal(rd_get(rd, id, &g), -ENOENT);
+                        continue;
+                }
+                nlive++;
+                assert_true(seen[id]);
+                assert_int_equal(rd_get(rd, id, &g), 0);
+                assert_int_equal(g.size, m->p[id].size);
+                assert_int_equal(g.hash, m->p[id].hash);
+        }
+        assert_int_equal(n, nlive);
+        assert_true(nlive > MODEL_IDS / 4);
+}
+
+/* A reader that joins after hundreds of commits (updates, deletes, expired
+ * chunks, compaction) sees exactly the live chunks. */
+static void test_late_reader(void **state) {
+        const unsigned flags[] = { SGL_READER_TRUSTED, 0 };
+        unsigned policy = *(unsigned *)*state;
+        static struct model m;
+        struct rd rd[2];
+        struct hub h = {};
+        sgl_writer_stats st;
+        struct tmsg info;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w;
+
+        memset(&m, 0, sizeof(m));
+        for (int i = 0; i < 2; i++)
+                rd_spawn(&rd[i], flags[i]);
+        w = writer_new(&h, 0);
+        if (policy == SGL_SEAL_WHEN_FULL) {
+                assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+                assert_int_equal(sgl_writer_set_segment_size(w, 64 * 1024), 0);
+        }
+        churn(w, &m, 600, 0xc0ffee + policy);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_true(st.gc_runs > 0); /* relocated copies are among what it sees */
+
+        /* TRUSTED joins with the segment still open, then STRICT after a seal */
+        hub_join(&h, w, &rd[0]);
+        expect_model(&rd[0], &m);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        hub_join(&h, w, &rd[1]);
+        expect_model(&rd[1], &m);
+        expect_drain(&rd[0], NULL, 0);
+        rd_info(&rd[1], &info);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(info.seq, st.segments); /* every live segment */
+        assert_int_equal(tu_count_fds(), fds + 2 + 2 + st.segments); /* sockets, control (rw and ro), one ro fd per sealed segment */
+
+        teardown(w, rd, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* ----------------------------------------------------------------- sizes */
+
+/* Chunks of 0, 1, 4095, 4096, 4097 bytes and 3 MiB (more than a 1 MiB
+ * segment) round-trip byte-exact, committed alone and all in one batch,
+ * copied in and filled in place. */
+static void test_sizes(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED };
+        const size_t sizes[] = { 0, 1, 4095, 4096, 4097, 3 * 1024 * 1024 };
+        unsigned policy = *(unsigned *)*state;
+        struct put p[2 * ELEMENTS(sizes)];
+        struct rd rd[2];
+        struct hub h = {};
+        unsigned fds = tu_count_fds();
+        size_t n = 0;
+        sgl_writer *w = setup(&h, rd, flags, 2, 0);
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, policy, 0), 0);
+        for (size_t i = 0; i < ELEMENTS(sizes); i++) {
+                if (i % 2)
+                        p[n] = put_alloc(w, 1 + i, 0x517e + i, sizes[i], 0);
+                else
+                        p[n] = put_write(w, 1 + i, 0x517e + i, sizes[i], 0);
+                n++;
+                assert_int_equal(sgl_writer_commit(w), 0);
+        }
+        for (size_t i = 0; i < ELEMENTS(sizes); i++) {
+                if (i % 2)
+                        p[n] = put_write(w, 11 + i, 0x2517e + i, sizes[i], 0);
+                else
+                        p[n] = put_alloc(w, 11 + i, 0x2517e + i, sizes[i], 0);
+                n++;
+        }
+        assert_int_equal(sgl_writer_commit(w), 0);
+        expect_drain(&rd[1], p, n);
+        if (policy != SGL_SEAL_EVERY_COMMIT)
+                assert_int_equal(sgl_writer_seal(w), 0);
+        expect_drain(&rd[0], p, n);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(p[i].hash, pattern_hash(p[i].id < 11 ? 0x517e + p[i].id - 1
+                                                                      : 0x2517e + p[i].id - 11,
+                                                         p[i].size));
+                for (int r = 0; r < 2; r++)
+                        expect_get(&rd[r], &p[i]);
+        }
+        expect_drain(&rd[1], NULL, 0);
+
+        teardown(w, rd, 2);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+int main(void) {
+        static unsigned in_place = 0, by_copy = SGL_WRITER_SEAL_BY_COPY;
+        static unsigned every_commit = SGL_SEAL_EVERY_COMMIT, when_full = SGL_SEAL_WHEN_FULL;
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_stream_order),
+                cmocka_unit_test(test_keyed_latest),
+                cmocka_unit_test(test_expiry),
+                cmocka_unit_test(test_update),
+                cmocka_unit_test(test_delete),
+                cmocka_unit_test(test_batch_commit),
+                cmocka_unit_test_prestate(test_seal_every_commit, &in_place),
+                cmocka_unit_test_prestate(test_seal_every_commit, &by_copy),
+                cmocka_unit_test_prestate(test_seal_bytes, &in_place),
+                cmocka_unit_test_prestate(test_seal_bytes, &by_copy),
+                cmocka_unit_test_prestate(test_seal_usec, &in_place),
+                cmocka_unit_test_prestate(test_seal_usec, &by_copy),
+                cmocka_unit_test_prestate(test_seal_when_full, &in_place),
+                cmocka_unit_test_prestate(test_seal_when_full, &by_copy),
+                cmocka_unit_test_prestate(test_seal_explicit, &in_place),
+                cmocka_unit_test_prestate(test_seal_explicit, &by_copy),
+                cmocka_unit_test(test_seal_pinned),
+                cmocka_unit_test_prestate(test_seal_failure, &in_place),
+                cmocka_unit_test_prestate(test_seal_failure, &by_copy),
+                cmocka_unit_test(test_wait),
+                cmocka_unit_test_prestate(test_late_reader, &every_commit),
+                cmocka_unit_test_prestate(test_late_reader, &when_full),
+                cmocka_unit_test_prestate(test_sizes, &every_commit),
+                cmocka_unit_test_prestate(test_sizes, &when_full),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
