@@ -66,8 +66,7 @@ struct sgl_writer {
         sgl_segment_fn seg_fn;
         void *seg_userdata;
 
-        int ctl_fd;
-        int ctl_ro_fd;           /* reopened once: readers get dups of it */
+        int ctl_fd;              /* read-only description; readers get dups */
         struct sgl_ctl_page *ctl;
 
         struct sgl_wseg **segs;

@@ -52,24 +52,24 @@ static int ctl_create(sgl_writer *w) {
         ctl = mmap(NULL, SGL_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (ctl == MAP_FAILED)
                 return sgl_negerrno();
+        /* a child we fork must not inherit a way to write the counter */
+        (void)madvise(ctl, SGL_PAGE, MADV_DONTFORK);
         r = sgl_memfd_seal_future_write(fd);
+        /* Keep only a read-only description, handed out by dup: the mapping
+         * is all the writing we need, and reopening by path per reader
+         * would fail for good once a reader of our uid (the owner) chmods
+         * the memfd to 0000. */
+        if (r >= 0)
+                r = sgl_memfd_reopen_ro(fd);
         if (r < 0) {
                 munmap(ctl, SGL_PAGE);
                 return r;
         }
-        /* reopen read-only now, not per reader: a reader of our uid may
-         * chmod the memfd to 0000 and so fail later reopens */
-        r = sgl_memfd_reopen_ro(fd);
-        if (r < 0) {
-                munmap(ctl, SGL_PAGE);
-                return r;
-        }
-        w->ctl_ro_fd = r;
         ctl->magic = SGL_CTL_MAGIC;
         ctl->version = SGL_FORMAT_VERSION;
         memcpy(ctl->area_id, w->area_id, sizeof(ctl->area_id));
         w->ctl = ctl;
-        w->ctl_fd = TAKE_FD(fd);
+        w->ctl_fd = r;
         return 0;
 }
 
@@ -102,7 +102,6 @@ _public_ int sgl_writer_new(const char *name, unsigned flags, sgl_writer **ret) 
                 .gc_min_bytes = 1024 * 1024,
                 .gc_max_segments = 256,
                 .ctl_fd = -1,
-                .ctl_ro_fd = -1,
                 .next_seq = 1,
                 .next_version = 1,
                 .next_anon_id = ANON_ID_BASE,
@@ -154,7 +153,6 @@ _public_ sgl_writer *sgl_writer_unref(sgl_writer *w) {
         if (w->ctl)
                 munmap(w->ctl, SGL_PAGE);
         sgl_close(w->ctl_fd);
-        sgl_close(w->ctl_ro_fd);
         free(w->name);
         free(w);
         return NULL;
@@ -237,6 +235,8 @@ _public_ void sgl_writer_set_segment_fn(sgl_writer *w, sgl_segment_fn fn,
  * page, for sgl_reader_set_control_consume_fd().
  * @w: the writer
  *
+ * Every reader gets a dup of the same read-only file description.
+ *
  * Return: the descriptor (the caller owns it) or -errno.
  */
 _public_ int sgl_writer_control_fd(sgl_writer *w) {
@@ -244,7 +244,7 @@ _public_ int sgl_writer_control_fd(sgl_writer *w) {
 
         if (!w)
                 return -EINVAL;
-        fd = fcntl(w->ctl_ro_fd, F_DUPFD_CLOEXEC, 3);
+        fd = fcntl(w->ctl_fd, F_DUPFD_CLOEXEC, 3);
         return fd < 0 ? sgl_negerrno() : fd;
 }
 
@@ -348,6 +348,9 @@ static int seg_open(sgl_writer *w, uint64_t size) {
                 r = sgl_negerrno();
                 goto fail;
         }
+        /* a child we fork inheriting this mapping could rewrite uncommitted
+         * bytes, and its mere existence would make F_SEAL_WRITE fail */
+        (void)madvise(s->rw, size, MADV_DONTFORK);
         /* from here on nobody, whoever gets a descriptor, maps it writable */
         r = sgl_memfd_seal_future_write(s->rw_fd);
         if (r < 0)

@@ -1088,8 +1088,8 @@ static void test_gc_concurrent(void **state) {
                 if (i < 3)
                         assert_true(info.c > 0); /* told of retirements */
         }
-        /* four sockets, the control page (rw and ro), one per sealed segment */
-        assert_int_equal(tu_count_fds(), fds + 4 + 2 + st.segments);
+        /* four sockets, the control page, one descriptor per sealed segment */
+        assert_int_equal(tu_count_fds(), fds + 4 + 1 + st.segments);
         print_message("gc config %u: %llu commits, %llu gc runs, %llu relocated, "
                       "%llu retired, %llu seal copies, %zu/%zu/%zu delivered\n", config,
                       (unsigned long long)st.commits, (unsigned long long)st.gc_runs,
@@ -1168,7 +1168,7 @@ static void test_gc_hold(void **state) {
         assert_int_equal(st.gc_relocated, 20);
         assert_int_equal(st.segments, 1);
         assert_int_equal(h.retired, 30);
-        assert_int_equal(tu_count_fds(), fds + 3 + 2 + 1);
+        assert_int_equal(tu_count_fds(), fds + 3 + 1 + 1);
 
         /* retired under it: same bytes */
         expect_verified(&rd[0], 20, &m);
@@ -1622,7 +1622,7 @@ static void test_gc_fd_hygiene(void **state) {
                 if (round % 3 == 2)
                         assert_true(sgl_writer_gc(w) > 0);
                 assert_int_equal(sgl_writer_get_stats(w, &st), 0);
-                assert_int_equal(tu_count_fds(), fds + 2 + 2 + st.segments);
+                assert_int_equal(tu_count_fds(), fds + 2 + 1 + st.segments);
                 held += (unsigned)rd_drain(&rd[0], F_HOLD, d, ELEMENTS(d));
                 (void)rd_drain(&rd[1], 0, d, ELEMENTS(d));
                 for (int i = 0; i < 2; i++)

@@ -1728,7 +1728,7 @@ static void test_late_reader(void **state) {
         rd_info(&rd[1], &info);
         assert_int_equal(sgl_writer_get_stats(w, &st), 0);
         assert_int_equal(info.seq, st.segments); /* every live segment */
-        assert_int_equal(tu_count_fds(), fds + 2 + 2 + st.segments); /* sockets, control (rw and ro), one ro fd per sealed segment */
+        assert_int_equal(tu_count_fds(), fds + 2 + 1 + st.segments); /* sockets, control, one ro fd per sealed segment */
 
         teardown(w, rd, 2);
         assert_int_equal(tu_count_fds(), fds);
