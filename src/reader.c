@@ -47,6 +47,7 @@ struct sgl_rseg {
         bool sealed;
         bool retired;
         bool broken;             /* corrupt: nothing more is read from it */
+        bool indexed;            /* sealed and indexed to its end: done */
         bool dropping;           /* drop_retired(): leaving segs[] now */
 };
 
@@ -71,6 +72,7 @@ struct sgl_reader {
         struct sgl_rseg **segs;
         size_t nsegs;
         size_t asegs;
+        size_t nretired;         /* retired segments still in segs[] */
         struct sgl_idmap index;
 
         struct sgl_client *client; /* set by sgl_reader_open() */
@@ -110,12 +112,25 @@ _public_ int sgl_reader_new(unsigned flags, sgl_reader **ret) {
         return 0;
 }
 
+/**
+ * sgl_reader_ref() - take a reference.
+ * @r: the reader, or NULL
+ *
+ * Return: @r.
+ */
 _public_ sgl_reader *sgl_reader_ref(sgl_reader *r) {
         if (r)
                 r->n_ref++;
         return r;
 }
 
+/**
+ * sgl_reader_unref() - drop a reference; the last one unmaps every segment
+ * no chunk holds and closes the connection to the host, if any.
+ * @r: the reader, or NULL
+ *
+ * Return: NULL.
+ */
 _public_ sgl_reader *sgl_reader_unref(sgl_reader *r) {
         if (!r || --r->n_ref > 0)
                 return NULL;
@@ -323,8 +338,10 @@ static void mark_retired(sgl_reader *r, const struct sgl_rec_view *rec) {
 
                 memcpy(&seq, rec->payload + off, sizeof(seq));
                 s = seg_find(r, seq);
-                if (s)
+                if (s && !s->retired) {
                         s->retired = true;
+                        r->nretired++;
+                }
         }
 }
 
@@ -364,7 +381,7 @@ static int index_seg(sgl_reader *r, struct sgl_rseg *s) {
         struct sgl_rec_view rec;
         int k;
 
-        if (s->broken)
+        if (s->broken || s->indexed)
                 return 0;
         sgl_rec_iter_init(&it, s->base, s->size, s->indexed_end, seg_end(r, s));
         while ((k = sgl_rec_iter_next(&it, &rec)) > 0) {
@@ -379,6 +396,8 @@ static int index_seg(sgl_reader *r, struct sgl_rseg *s) {
         if (k < 0)
                 return k;
         s->indexed_end = it.commit;
+        /* a sealed segment never grows: skip it from now on */
+        s->indexed = s->sealed && s->indexed_end >= it.end;
         return 0;
 }
 
@@ -388,6 +407,8 @@ static int index_seg(sgl_reader *r, struct sgl_rseg *s) {
 static void drop_retired(sgl_reader *r) {
         size_t i, j, n = 0;
 
+        if (r->nretired == 0)
+                return;
         for (i = 0; i < r->nsegs; i++) {
                 struct sgl_rseg *s = r->segs[i];
                 s->dropping = s->retired && (!r->streaming || s->seq < r->cur_seq);
@@ -407,9 +428,10 @@ static void drop_retired(sgl_reader *r) {
                         j++;
         }
         for (i = j = 0; i < r->nsegs; i++) {
-                if (r->segs[i]->dropping)
+                if (r->segs[i]->dropping) {
                         rseg_unref(r->segs[i]);
-                else
+                        r->nretired--;
+                } else
                         r->segs[j++] = r->segs[i];
         }
         r->nsegs = j;
@@ -704,12 +726,26 @@ _public_ int sgl_reader_get_segment_count(sgl_reader *r) {
         return (int)r->nsegs;
 }
 
+/**
+ * sgl_chunk_ref() - take a reference.
+ * @c: the chunk, or NULL
+ *
+ * Return: @c.
+ */
 _public_ sgl_chunk *sgl_chunk_ref(sgl_chunk *c) {
         if (c)
                 c->n_ref++;
         return c;
 }
 
+/**
+ * sgl_chunk_unref() - release a chunk; its segment stays mapped while any
+ * chunk of it is held, even after the reader is gone or the segment was
+ * retired.
+ * @c: the chunk, or NULL
+ *
+ * Return: NULL.
+ */
 _public_ sgl_chunk *sgl_chunk_unref(sgl_chunk *c) {
         if (c && --c->n_ref == 0) {
                 rseg_unref(c->seg);

@@ -540,12 +540,26 @@ fail:
         return r;
 }
 
+/**
+ * sgl_host_ref() - take a reference.
+ * @h: the host, or NULL
+ *
+ * Return: @h.
+ */
 _public_ sgl_host *sgl_host_ref(sgl_host *h) {
         if (h)
                 h->n_ref++;
         return h;
 }
 
+/**
+ * sgl_host_unref() - drop a reference; the last one disconnects every
+ * reader (they keep what they mapped), removes the socket file, gives the
+ * writer its segment callback back and drops the writer reference.
+ * @h: the host, or NULL
+ *
+ * Return: NULL.
+ */
 _public_ sgl_host *sgl_host_unref(sgl_host *h) {
         if (!h || --h->n_ref > 0)
                 return NULL;

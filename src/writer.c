@@ -126,6 +126,12 @@ fail:
         return r;
 }
 
+/**
+ * sgl_writer_ref() - take a reference.
+ * @w: the writer, or NULL
+ *
+ * Return: @w.
+ */
 _public_ sgl_writer *sgl_writer_ref(sgl_writer *w) {
         if (w)
                 w->n_ref++;
@@ -142,6 +148,14 @@ static void seg_free(struct sgl_wseg *s) {
         free(s);
 }
 
+/**
+ * sgl_writer_unref() - drop a reference; the last one closes every
+ * descriptor and mapping of the writer.  Staged records are dropped;
+ * readers keep what they mapped.
+ * @w: the writer, or NULL
+ *
+ * Return: NULL.
+ */
 _public_ sgl_writer *sgl_writer_unref(sgl_writer *w) {
         if (!w || --w->n_ref > 0)
                 return NULL;
@@ -161,7 +175,8 @@ _public_ sgl_writer *sgl_writer_unref(sgl_writer *w) {
 /**
  * sgl_writer_set_seal_policy() - when the open segment gets sealed.
  * @w: the writer
- * @policy: SGL_SEAL_EVERY_COMMIT, SGL_SEAL_BYTES (@arg bytes committed),
+ * @policy: SGL_SEAL_EVERY_COMMIT, SGL_SEAL_BYTES (@arg bytes committed; new
+ *          segments are then sized for @arg bytes, at most the segment size),
  *          SGL_SEAL_USEC (@arg microseconds after the first commit, checked
  *          on commit and by sgl_writer_tick()) or SGL_SEAL_WHEN_FULL
  * @arg: the policy's argument (ignored by the others)
@@ -530,8 +545,13 @@ static int reserve(sgl_writer *w, uint64_t need) {
                               : sizeof(struct sgl_commit_header);
         if (staged + need > SGL_SEG_MAX_SIZE - SGL_PAGE)
                 return -EFBIG;
+        /* segments are fully allocated up front (the dominant cost of a
+         * fresh segment), so size them for what the policy will put in */
         if (w->policy == SGL_SEAL_EVERY_COMMIT)
                 size = SGL_PAGE + sgl_page_up(MAX(staged + need, 2 * staged));
+        else if (w->policy == SGL_SEAL_BYTES)
+                size = MAX(MIN(w->segment_size, SGL_PAGE + sgl_page_up(w->policy_arg)),
+                           SGL_PAGE + sgl_page_up(staged + need));
         else
                 size = MAX(w->segment_size, SGL_PAGE + sgl_page_up(staged + need));
 
