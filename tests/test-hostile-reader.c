@@ -80,18 +80,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test-proc.h"
 #include "test-util.h"
 
-#include "fdpass.h"
 #include "segment.h"
 #include "sigillo.h"
-
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010
-#endif
-#ifndef F_SEAL_EXEC
-#define F_SEAL_EXEC 0x0020
-#endif
 
 #define CHUNK_ID 42
 #define CHUNK_SIZE (3 * 4096 + 123) /* spans page boundaries */
@@ -110,309 +103,21 @@
 #define UID_A 65534
 #define UID_B 65533
 
-/* ------------------------------------------------------------- messages */
-
+/* hmsg types of this file's children, after test-proc.h's */
 enum {
-        M_SEG = 1,   /* a segment descriptor; a = seq, b = event */
-        M_SUM,       /* a reader's checksum: a = fnv, b = version */
-        M_GO,        /* go on */
-        M_DONE,      /* the writer's attacks are over: a, b = fnv before/after */
-        M_RESULT,    /* a reader's final report */
-        M_READY,     /* a child reached the agreed point */
-};
-
-struct hmsg {
-        uint32_t type;
-        uint32_t pad;
-        uint64_t a;
-        uint64_t b;
-        uint64_t c;
-};
-
-/* Sends one message with at most one descriptor (borrowed). */
-static int hsend3(int sock, uint32_t type, uint64_t a, uint64_t b, uint64_t c, int fd) {
-        struct hmsg m = { .type = type, .a = a, .b = b, .c = c };
-        ssize_t n = sgl_fdpass_send(sock, &m, sizeof(m), fd >= 0 ? &fd : NULL,
-                                    fd >= 0 ? 1 : 0);
-
-        return n == (ssize_t)sizeof(m) ? 0 : n < 0 ? (int)n : -EIO;
-}
-
-static int hsend(int sock, uint32_t type, uint64_t a, uint64_t b, int fd) {
-        return hsend3(sock, type, a, b, 0, fd);
-}
-
-/* Receives one message of @type (0: any); *fd gets its descriptor or -1.
- * EOF and a wrong type are errors (-EPIPE, -EPROTO). */
-static int hrecv(int sock, uint32_t type, struct hmsg *m, int *fd) {
-        size_t nfds = 0;
-        int got = -1;
-        ssize_t n;
-
-        n = sgl_fdpass_recv(sock, m, sizeof(*m), &got, 1, &nfds);
-        if (n < 0)
-                return (int)n;
-        if (n == 0)
-                return -EPIPE;
-        if (n != (ssize_t)sizeof(*m) || (type && m->type != type)) {
-                if (nfds)
-                        close(got);
-                return -EPROTO;
-        }
-        if (fd)
-                *fd = nfds ? got : -1;
-        else if (nfds)
-                close(got);
-        return 0;
-}
-
-/* How long the test process waits for its children at most: a child that
- * fails leaves the others blocked on sockets whose other ends they hold
- * themselves (inherited), so EOF alone cannot be relied on. */
-#define CHILD_DEADLINE_USEC (15 * 1000000LL)
-
-static int64_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void kill_children(const pid_t *pids, size_t npids) {
-        for (size_t i = 0; i < npids; i++) {
-                if (pids[i] <= 0)
-                        continue;
-                kill(pids[i], SIGKILL);
-                while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
-                        ;
-        }
-}
-
-/* A child of @pids that already ended badly (non-zero exit, signal), seen
- * without reaping it; 0 if none. */
-static pid_t child_failed(const pid_t *pids, size_t npids, int *code) {
-        for (size_t i = 0; i < npids; i++) {
-                siginfo_t si = { 0 };
-
-                if (pids[i] <= 0 ||
-                    waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
-                    si.si_pid != pids[i])
-                        continue;
-                if (si.si_code != CLD_EXITED || si.si_status != 0) {
-                        *code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
-                        return pids[i];
-                }
-        }
-        return 0;
-}
-
-/* In the test process: receives a message of @type from a child.  If a
- * child in @pids fails first, or nothing comes in time, kills every child
- * in @pids (so nothing lingers) and fails the test. */
-static void parent_recv(int sock, uint32_t type, struct hmsg *m, int *fd,
-                        const pid_t *pids, size_t npids) {
-        int64_t deadline = mono_usec() + CHILD_DEADLINE_USEC;
-        pid_t bad;
-        int code;
-
-        for (;;) {
-                struct pollfd p = { .fd = sock, .events = POLLIN };
-                int r = poll(&p, 1, 20);
-
-                if (r > 0) {
-                        r = hrecv(sock, type, m, fd);
-                        if (r == 0)
-                                return;
-                        kill_children(pids, npids);
-                        fail_msg("no message %u from a child: %s", type, strerror(-r));
-                }
-                bad = child_failed(pids, npids, &code);
-                if (bad) {
-                        kill_children(pids, npids);
-                        fail_msg("child %d failed (exit code = line %% 255, or -signal): %d",
-                                 (int)bad, code);
-                }
-                if (mono_usec() > deadline) {
-                        kill_children(pids, npids);
-                        fail_msg("timed out waiting for message %u", type);
-                }
-        }
-}
-
-/* Reaps every child of @pids; each must exit 0.  The first failure (or the
- * deadline) kills the others and fails the test. */
-static void wait_children(pid_t *pids, size_t npids) {
-        int64_t deadline = mono_usec() + CHILD_DEADLINE_USEC;
-        size_t left = 0;
-
-        for (size_t i = 0; i < npids; i++)
-                left += pids[i] > 0;
-        while (left > 0) {
-                for (size_t i = 0; i < npids; i++) {
-                        int status;
-                        pid_t r;
-
-                        if (pids[i] <= 0)
-                                continue;
-                        r = waitpid(pids[i], &status, WNOHANG);
-                        if (r == 0)
-                                continue;
-                        if (r < 0 && errno == EINTR)
-                                continue;
-                        pids[i] = 0;
-                        left--;
-                        if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                                kill_children(pids, npids);
-                                fail_msg("child %d failed: %s %d", (int)r,
-                                         r > 0 && WIFSIGNALED(status) ? "signal" : "exit (line % 255)",
-                                         r < 0 ? -1 : WIFSIGNALED(status) ? WTERMSIG(status)
-                                                                          : WEXITSTATUS(status));
-                        }
-                }
-                if (left > 0 && mono_usec() > deadline) {
-                        kill_children(pids, npids);
-                        fail_msg("timed out waiting for children");
-                }
-                if (left > 0)
-                        usleep(2000);
-        }
-}
-
-/* --------------------------------------------------------------- helpers */
-
-static uint64_t pattern_fnv(size_t size, uint64_t seed) {
-        uint8_t *buf = malloc(size ? size : 1);
-        uint64_t h;
-
-        if (!buf)
-                abort();
-        tu_fill_pattern(buf, size, seed);
-        h = tu_fnv1a64(buf, size);
-        free(buf);
-        return h;
-}
-
-/* Whether @c holds exactly @size bytes of pattern @seed. */
-static bool chunk_is(const sgl_chunk *c, uint64_t id, size_t size, uint64_t seed) {
-        return c && sgl_chunk_id(c) == id && sgl_chunk_size(c) == size &&
-               tu_fnv1a64(sgl_chunk_data(c), size) == pattern_fnv(size, seed);
-}
-
-/* Checksum of a whole file, read through the descriptor (not a mapping). */
-static uint64_t fd_fnv(int fd, uint64_t *ret_size) {
-        uint8_t buf[65536];
-        uint64_t h = TU_FNV1A64_INIT, off = 0;
-        ssize_t n;
-
-        while ((n = pread(fd, buf, sizeof(buf), (off_t)off)) > 0) {
-                h = tu_fnv1a64_update(h, buf, (size_t)n);
-                off += (uint64_t)n;
-        }
-        if (ret_size)
-                *ret_size = off;
-        return n < 0 ? 0 : h;
-}
-
-static int reopen(int fd, int flags) {
-        char path[64];
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        return open(path, flags | O_CLOEXEC | O_NOCTTY);
-}
-
-/* Whether the kernel will let us open @st read-write by path (DAC only:
- * root overrides it, otherwise the owner or "other" write bit decides). */
-static bool may_open_rw(const struct stat *st) {
-        if (geteuid() == 0)
-                return true;
-        if (st->st_uid == geteuid())
-                return st->st_mode & S_IWUSR;
-        return st->st_mode & S_IWOTH; /* (group ignored: tests run alone) */
-}
-
-/* An errno check for children: @expr must fail (-1) with errno @err. */
-#define FAILS_WITH(expr, err)                                                 \
-        do {                                                                  \
-                errno = 0;                                                    \
-                long _r = (long)(expr);                                       \
-                if (_r != -1 || errno != (err)) {                             \
-                        fprintf(stderr, "%s:%d: %s returned %ld errno %d (%s), "\
-                                "wanted errno %d (%s)\n", __FILE__, __LINE__,  \
-                                #expr, _r, errno, strerror(errno), (err),     \
-                                strerror(err));                               \
-                        return __LINE__ % 255 ? __LINE__ % 255 : 255;         \
-                }                                                             \
-        } while (0)
-
-/* Same for mmap(), which fails with MAP_FAILED. */
-#define MMAP_FAILS_WITH(expr, err)                                            \
-        do {                                                                  \
-                errno = 0;                                                    \
-                void *_p = (expr);                                            \
-                if (_p != MAP_FAILED || errno != (err)) {                     \
-                        fprintf(stderr, "%s:%d: %s gave %p errno %d (%s), "   \
-                                "wanted errno %d (%s)\n", __FILE__, __LINE__,  \
-                                #expr, _p, errno, strerror(errno), (err),     \
-                                strerror(err));                               \
-                        if (_p != MAP_FAILED)                                 \
-                                munmap(_p, 4096);                             \
-                        return __LINE__ % 255 ? __LINE__ % 255 : 255;         \
-                }                                                             \
-        } while (0)
-
-/* What a rendezvous host keeps: every segment event, with our own dup. */
-struct seg_cap {
-        size_t n;
-        bool overflow;
-        struct {
-                uint64_t seq;
-                sgl_segment_event ev;
-                int fd;
-        } e[128];
-};
-
-static void cap_fn(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
-        struct seg_cap *cap = userdata;
-
-        if (cap->n >= sizeof(cap->e) / sizeof(cap->e[0])) {
-                cap->overflow = true;
-                return;
-        }
-        cap->e[cap->n].seq = seq;
-        cap->e[cap->n].ev = ev;
-        cap->e[cap->n].fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
-        cap->n++;
-}
-
-/* Index of the last event @ev in @cap, or -1. */
-static int cap_last(const struct seg_cap *cap, sgl_segment_event ev) {
-        for (size_t i = cap->n; i-- > 0;)
-                if (cap->e[i].ev == ev)
-                        return (int)i;
-        return -1;
-}
-
-static void cap_close(struct seg_cap *cap) {
-        for (size_t i = 0; i < cap->n; i++)
-                if (cap->e[i].fd >= 0)
-                        close(cap->e[i].fd);
-        cap->n = 0;
-}
-
-enum {
-        M_GET = 10,  /* honest reader: take chunk a (b bytes of pattern c) */
-        M_RECHECK,   /* honest reader: re-verify every chunk it holds */
-        M_END,       /* finish */
+        H_GET = H_LOCAL, /* honest reader: take chunk a (b bytes of pattern c) */
+        H_RECHECK,       /* honest reader: re-verify every chunk it holds */
+        H_END,           /* finish */
 };
 
 /* ------------------------------------------------------ the honest reader */
 
 /*
  * A reader in its own process that does what it is told over @sock and
- * checks everything: M_SEG adds the descriptor (replies M_RESULT with the
- * error code), M_GET takes a chunk, checks it byte-exact and keeps it
- * (replies M_SUM with its checksum), M_RECHECK re-checksums every chunk held
- * and looks each up again (replies M_RESULT with the count), M_END ends.
+ * checks everything: H_SEG adds the descriptor (replies H_RESULT with the
+ * error code), H_GET takes a chunk, checks it byte-exact and keeps it
+ * (replies H_SUM with its checksum), H_RECHECK re-checksums every chunk held
+ * and looks each up again (replies H_RESULT with the count), H_END ends.
  */
 struct honest_ctx {
         int sock;
@@ -437,23 +142,23 @@ static int honest_main(void *userdata) {
 
                 TU_CHILD_CHECK(hrecv(ctx->sock, 0, &m, &fd) == 0);
                 switch (m.type) {
-                case M_SEG:
+                case H_SEG:
                         TU_CHILD_CHECK(fd >= 0);
                         e = sgl_reader_add_segment_consume_fd(r, fd);
-                        TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, (uint64_t)(int64_t)e,
+                        TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, (uint64_t)(int64_t)e,
                                              (uint64_t)sgl_reader_get_segment_count(r), -1) == 0);
                         break;
-                case M_GET:
+                case H_GET:
                         TU_CHILD_CHECK(nheld < HONEST_MAX_HELD);
                         TU_CHILD_CHECK(sgl_reader_get(r, m.a, &c) == 0);
                         TU_CHILD_CHECK(chunk_is(c, m.a, m.b, m.c));
                         held[nheld] = c;
                         held_fnv[nheld] = tu_fnv1a64(sgl_chunk_data(c), sgl_chunk_size(c));
-                        TU_CHILD_CHECK(hsend(ctx->sock, M_SUM, held_fnv[nheld],
+                        TU_CHILD_CHECK(hsend(ctx->sock, H_SUM, held_fnv[nheld],
                                              sgl_chunk_version(c), -1) == 0);
                         nheld++;
                         break;
-                case M_RECHECK:
+                case H_RECHECK:
                         for (size_t i = 0; i < nheld; i++) {
                                 sgl_chunk *again = NULL;
 
@@ -466,9 +171,9 @@ static int honest_main(void *userdata) {
                                 sgl_chunk_unref(again);
                                 ok++;
                         }
-                        TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, ok, nheld, -1) == 0);
+                        TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, ok, nheld, -1) == 0);
                         break;
-                case M_END:
+                case H_END:
                         for (size_t i = 0; i < nheld; i++)
                                 sgl_chunk_unref(held[i]);
                         sgl_reader_unref(r);
@@ -486,14 +191,9 @@ struct honest {
 };
 
 static void honest_start(struct honest *h, unsigned flags) {
-        struct honest_ctx ctx;
-        int sv[2];
+        struct honest_ctx ctx = { .flags = flags };
 
-        tu_socketpair(sv);
-        ctx = (struct honest_ctx) { .sock = sv[1], .flags = flags };
-        h->pid = tu_fork(honest_main, &ctx);
-        close(sv[1]);
-        h->sock = sv[0];
+        h->pid = fork_with_socket(honest_main, &ctx, &ctx.sock, &h->sock);
 }
 
 /* Hands the honest reader a descriptor (borrowed); returns the add result
@@ -501,8 +201,8 @@ static void honest_start(struct honest *h, unsigned flags) {
 static int honest_add(struct honest *h, int fd, int *count) {
         struct hmsg m;
 
-        assert_int_equal(hsend(h->sock, M_SEG, 0, 0, fd), 0);
-        parent_recv(h->sock, M_RESULT, &m, NULL, &h->pid, 1);
+        assert_int_equal(hsend(h->sock, H_SEG, 0, 0, fd), 0);
+        parent_recv(h->sock, H_RESULT, &m, NULL, &h->pid, 1);
         if (count)
                 *count = (int)m.b;
         return (int)(int64_t)m.a;
@@ -512,8 +212,8 @@ static int honest_add(struct honest *h, int fd, int *count) {
 static void honest_expect(struct honest *h, uint64_t id, size_t size, uint64_t seed) {
         struct hmsg m;
 
-        assert_int_equal(hsend3(h->sock, M_GET, id, size, seed, -1), 0);
-        parent_recv(h->sock, M_SUM, &m, NULL, &h->pid, 1);
+        assert_int_equal(hsend3(h->sock, H_GET, id, size, seed, -1), 0);
+        parent_recv(h->sock, H_SUM, &m, NULL, &h->pid, 1);
         assert_int_equal(m.a, pattern_fnv(size, seed));
 }
 
@@ -521,14 +221,14 @@ static void honest_expect(struct honest *h, uint64_t id, size_t size, uint64_t s
 static unsigned honest_recheck(struct honest *h) {
         struct hmsg m;
 
-        assert_int_equal(hsend(h->sock, M_RECHECK, 0, 0, -1), 0);
-        parent_recv(h->sock, M_RESULT, &m, NULL, &h->pid, 1);
+        assert_int_equal(hsend(h->sock, H_RECHECK, 0, 0, -1), 0);
+        parent_recv(h->sock, H_RESULT, &m, NULL, &h->pid, 1);
         assert_int_equal(m.a, m.b);
         return (unsigned)m.a;
 }
 
 static void honest_end(struct honest *h) {
-        assert_int_equal(hsend(h->sock, M_END, 0, 0, -1), 0);
+        assert_int_equal(hsend(h->sock, H_END, 0, 0, -1), 0);
         wait_children(&h->pid, 1);
         close(h->sock);
 }
@@ -560,16 +260,6 @@ static void commit_pattern(sgl_writer *w, uint64_t id, size_t size, uint64_t see
         assert_int_equal(sgl_writer_alloc(w, id, 0, size, &p, NULL), 0);
         tu_fill_pattern(p, size, seed);
         assert_int_equal(sgl_writer_commit(w), 0);
-}
-
-/* The descriptor of the last @ev event; asserts there is one. */
-static int cap_fd(const struct seg_cap *cap, sgl_segment_event ev) {
-        int i = cap_last(cap, ev);
-
-        assert_false(cap->overflow);
-        assert_true(i >= 0);
-        assert_true(cap->e[i].fd >= 0);
-        return cap->e[i].fd;
 }
 
 /* What the writer sees of a segment: mode, size, seals, content. */
@@ -714,35 +404,35 @@ static int reader_attacks(int ro, bool sealed) {
         return 0;
 }
 
-struct hostile_ctx {
-        int sock;
-};
-
 static int hostile_attacker_main(void *userdata) {
-        struct hostile_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         struct hmsg m;
         int fd, r;
 
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         r = reader_attacks(fd, m.b == SGL_SEGMENT_SEALED);
         if (r)
                 return r;
         close(fd);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_DONE, 0, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_DONE, 0, 0, -1) == 0);
         return 0;
 }
 
 static pid_t hostile_start(int *sock) {
-        struct hostile_ctx ctx;
-        int sv[2];
-        pid_t pid;
+        struct sock_ctx ctx;
 
-        tu_socketpair(sv);
-        ctx.sock = sv[1];
-        pid = tu_fork(hostile_attacker_main, &ctx);
-        close(sv[1]);
-        *sock = sv[0];
-        return pid;
+        return fork_with_socket(hostile_attacker_main, &ctx, &ctx.sock, sock);
+}
+
+/* Hands the hostile reader @fd (segment @seq, event @ev), waits until its
+ * attacks are over (each failed as expected: it exits 0), closes @sock. */
+static void hostile_run(int sock, pid_t pid, uint64_t seq, sgl_segment_event ev, int fd) {
+        struct hmsg m;
+
+        assert_int_equal(hsend(sock, H_SEG, seq, ev, fd), 0);
+        parent_recv(sock, H_DONE, &m, NULL, &pid, 1);
+        wait_children(&pid, 1);
+        close(sock);
 }
 
 /* A sealed segment: the hostile reader attacks, the writer and an honest
@@ -753,7 +443,6 @@ static void hostile_reader_sealed_segment(void **state) {
         struct seg_state before, after;
         struct honest honest;
         sgl_writer *w;
-        struct hmsg m;
         pid_t pid;
         int sock, fd, n;
 
@@ -770,10 +459,7 @@ static void hostile_reader_sealed_segment(void **state) {
         assert_int_equal(n, 1);
         honest_expect(&honest, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED);
 
-        assert_int_equal(hsend(sock, M_SEG, cap.e[0].seq, SGL_SEGMENT_SEALED, fd), 0);
-        parent_recv(sock, M_DONE, &m, NULL, &pid, 1);
-        wait_children(&pid, 1);
-        close(sock);
+        hostile_run(sock, pid, cap.e[0].seq, SGL_SEGMENT_SEALED, fd);
 
         /* the writer's view: same mode (no exec bit), size, seals, bytes */
         seg_state(fd, &after);
@@ -806,7 +492,6 @@ static void hostile_reader_open_segment(void **state) {
         sgl_writer_stats st;
         struct honest honest;
         sgl_writer *w;
-        struct hmsg m;
         pid_t pid;
         int sock, fd, n;
 
@@ -818,10 +503,7 @@ static void hostile_reader_open_segment(void **state) {
         fd = cap_fd(&cap, SGL_SEGMENT_OPENED);
         seg_state(fd, &before);
 
-        assert_int_equal(hsend(sock, M_SEG, cap.e[0].seq, SGL_SEGMENT_OPENED, fd), 0);
-        parent_recv(sock, M_DONE, &m, NULL, &pid, 1);
-        wait_children(&pid, 1);
-        close(sock);
+        hostile_run(sock, pid, cap.e[0].seq, SGL_SEGMENT_OPENED, fd);
 
         seg_state(fd, &after);
         assert_int_equal(after.mode, before.mode);
@@ -848,18 +530,14 @@ static void hostile_reader_open_segment(void **state) {
 
 /* ------------------------------------------- F_SEAL_SEAL by a reader */
 
-struct sealseal_ctx {
-        int sock;
-};
-
 /* Reopens the open segment read-write and adds F_SEAL_SEAL; reports
- * M_DONE a = errno of the reopen (0: it worked), b = errno of F_ADD_SEALS. */
+ * H_DONE a = errno of the reopen (0: it worked), b = errno of F_ADD_SEALS. */
 static int sealseal_main(void *userdata) {
-        struct sealseal_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         struct hmsg m;
         int fd, rw, e_open = 0, e_seal = -1;
 
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         rw = reopen(fd, O_RDWR);
         if (rw < 0) {
                 e_open = errno;
@@ -868,7 +546,7 @@ static int sealseal_main(void *userdata) {
                 close(rw);
         }
         close(fd);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_DONE, (uint64_t)e_open, (uint64_t)(int64_t)e_seal, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_DONE, (uint64_t)e_open, (uint64_t)(int64_t)e_seal, -1) == 0);
         return 0;
 }
 
@@ -887,30 +565,27 @@ static int sealseal_main(void *userdata) {
 static void reader_seal_seal_cannot_block_seal(void **state) {
         unsigned fds_before = tu_count_fds();
         struct seg_cap cap = { 0 };
-        struct sealseal_ctx ctx;
+        struct sock_ctx ctx;
         sgl_writer_stats st = { 0 };
         uint8_t chunk2[CHUNK2_SIZE];
         struct honest honest;
         sgl_writer *w;
         struct hmsg m;
         pid_t pid;
-        int sv[2], r, r2, n = 0, add = -1;
+        int sock, r, r2, n = 0, add = -1;
 
         (void)state;
         tu_fill_pattern(chunk2, sizeof(chunk2), CHUNK2_SEED);
         honest_start(&honest, 0);
-        tu_socketpair(sv);
-        ctx.sock = sv[1];
-        pid = tu_fork(sealseal_main, &ctx);
-        close(sv[1]);
+        pid = fork_with_socket(sealseal_main, &ctx, &ctx.sock, &sock);
         w = victim_new(0, SGL_SEAL_BYTES, &cap);
         commit_pattern(w, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED);
 
-        assert_int_equal(hsend(sv[0], M_SEG, cap.e[0].seq, SGL_SEGMENT_OPENED,
+        assert_int_equal(hsend(sock, H_SEG, cap.e[0].seq, SGL_SEGMENT_OPENED,
                                cap_fd(&cap, SGL_SEGMENT_OPENED)), 0);
-        parent_recv(sv[0], M_DONE, &m, NULL, &pid, 1);
+        parent_recv(sock, H_DONE, &m, NULL, &pid, 1);
         wait_children(&pid, 1);
-        close(sv[0]);
+        close(sock);
         if (m.a != 0) {
                 /* not root and the mode kept us out: nothing to show here */
                 assert_int_equal(m.a, EACCES);
@@ -967,14 +642,10 @@ static int drop_to(uid_t uid) {
         return geteuid() == uid && getuid() == uid ? 0 : -EPERM;
 }
 
-struct xuid_ctx {
-        int sock;
-};
-
 /* As UID_A: a writer under SGL_SEAL_BYTES hands its open segment to a
  * reader of UID_B, waits for its report, then seals. */
 static int xuid_writer_main(void *userdata) {
-        struct xuid_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         struct seg_cap cap = { 0 };
         sgl_writer *w = NULL;
         struct hmsg m;
@@ -991,15 +662,15 @@ static int xuid_writer_main(void *userdata) {
         TU_CHILD_CHECK(sgl_writer_commit(w) == 0);
         i = cap_last(&cap, SGL_SEGMENT_OPENED);
         TU_CHILD_CHECK(i >= 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_SEG, cap.e[i].seq, SGL_SEGMENT_OPENED, cap.e[i].fd) == 0);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_DONE, &m, NULL) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_SEG, cap.e[i].seq, SGL_SEGMENT_OPENED, cap.e[i].fd) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_DONE, &m, NULL) == 0);
         r = sgl_writer_seal(w);
         if (r != 0)
                 fprintf(stderr, "uid %d writer: sgl_writer_seal() = %d (%s) after a uid %d "
                         "reader's read-write reopen (%s) and F_SEAL_SEAL (%s)\n",
                         UID_A, r, strerror(-r), UID_B, m.a ? strerror((int)m.a) : "worked",
                         (int64_t)m.b < 0 ? "not tried" : m.b ? strerror((int)m.b) : "worked");
-        TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, (uint64_t)(int64_t)r, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, (uint64_t)(int64_t)r, 0, -1) == 0);
         TU_CHILD_CHECK(r == 0);
         cap_close(&cap);
         sgl_writer_unref(w);
@@ -1008,12 +679,12 @@ static int xuid_writer_main(void *userdata) {
 
 /* As UID_B: try to get a writable description of the segment. */
 static int xuid_reader_main(void *userdata) {
-        struct xuid_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         struct hmsg m;
         int fd, rw, e_open = 0, e_seal = -1;
 
         TU_CHILD_CHECK(drop_to(UID_B) == 0);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         rw = reopen(fd, O_RDWR);
         if (rw < 0) {
                 e_open = errno;
@@ -1026,12 +697,24 @@ static int xuid_reader_main(void *userdata) {
                 e_seal = fcntl(rw, F_ADD_SEALS, F_SEAL_SEAL) == 0 ? 0 : errno;
                 close(rw);
         }
-        TU_CHILD_CHECK(hsend(ctx->sock, M_DONE, (uint64_t)e_open, (uint64_t)(int64_t)e_seal, -1) == 0);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_RESULT, &m, NULL) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_DONE, (uint64_t)e_open, (uint64_t)(int64_t)e_seal, -1) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_RESULT, &m, NULL) == 0);
         close(fd);
         /* DESIGN.md: readers only ever hold read-only descriptions */
         TU_CHILD_CHECK(e_open == EACCES);
         return 0;
+}
+
+/* Tests that switch uids: skipped unless root; @a and @b run in two
+ * children talking over a socketpair, and leave nothing open here. */
+static void run_as_root(tu_child_fn a, tu_child_fn b) {
+        unsigned fds_before;
+
+        if (!tu_is_root())
+                skip();
+        fds_before = tu_count_fds();
+        run_pair(a, b);
+        assert_int_equal(tu_count_fds(), fds_before);
 }
 
 /*
@@ -1043,30 +726,14 @@ static int xuid_reader_main(void *userdata) {
  * A reader of another uid must get EACCES.
  */
 static void other_uid_reader_cannot_reopen_rw(void **state) {
-        unsigned fds_before;
-        struct xuid_ctx wctx, rctx;
-        pid_t pids[2];
-        int sv[2];
-
         (void)state;
-        if (!tu_is_root())
-                skip();
-        fds_before = tu_count_fds();
-        tu_socketpair(sv);
-        wctx.sock = sv[0];
-        rctx.sock = sv[1];
-        pids[0] = tu_fork(xuid_writer_main, &wctx);
-        pids[1] = tu_fork(xuid_reader_main, &rctx);
-        close(sv[0]);
-        close(sv[1]);
-        wait_children(pids, 2);
-        assert_int_equal(tu_count_fds(), fds_before);
+        run_as_root(xuid_writer_main, xuid_reader_main);
 }
 
 /* As UID_A: a writer hands its control page to a same-uid reader, waits for
  * its fchmod(0), then must still be able to hand it to a late reader. */
 static int chmod_writer_main(void *userdata) {
-        struct xuid_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         sgl_reader *late = NULL;
         sgl_writer *w = NULL;
         struct hmsg m;
@@ -1076,9 +743,9 @@ static int chmod_writer_main(void *userdata) {
         TU_CHILD_CHECK(sgl_writer_new("chmod", 0, &w) == 0);
         ctl = sgl_writer_control_fd(w);
         TU_CHILD_CHECK(ctl >= 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_SEG, 0, 0, ctl) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_SEG, 0, 0, ctl) == 0);
         close(ctl);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_DONE, &m, NULL) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_DONE, &m, NULL) == 0);
         TU_CHILD_CHECK(m.a == 0); /* the owner may chmod through O_RDONLY */
 
         again = sgl_writer_control_fd(w);
@@ -1096,19 +763,19 @@ static int chmod_writer_main(void *userdata) {
 }
 
 static int chmod_reader_main(void *userdata) {
-        struct xuid_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         struct hmsg m;
         struct stat st;
         int fd, e;
 
         TU_CHILD_CHECK(drop_to(UID_A) == 0);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         TU_CHILD_CHECK((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
         e = fchmod(fd, 0) == 0 ? 0 : errno;
         TU_CHILD_CHECK(fstat(fd, &st) == 0);
         TU_CHILD_CHECK(e != 0 || (st.st_mode & 07777) == 0);
         close(fd);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_DONE, (uint64_t)e, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_DONE, (uint64_t)e, 0, -1) == 0);
         return 0;
 }
 
@@ -1121,36 +788,16 @@ static int chmod_reader_main(void *userdata) {
  * -EACCES: no new reader can ever be woken.
  */
 static void reader_chmod_cannot_deny_control_page(void **state) {
-        unsigned fds_before;
-        struct xuid_ctx wctx, rctx;
-        pid_t pids[2];
-        int sv[2];
-
         (void)state;
-        if (!tu_is_root())
-                skip();
-        fds_before = tu_count_fds();
-        tu_socketpair(sv);
-        wctx.sock = sv[0];
-        rctx.sock = sv[1];
-        pids[0] = tu_fork(chmod_writer_main, &wctx);
-        pids[1] = tu_fork(chmod_reader_main, &rctx);
-        close(sv[0]);
-        close(sv[1]);
-        wait_children(pids, 2);
-        assert_int_equal(tu_count_fds(), fds_before);
+        run_as_root(chmod_writer_main, chmod_reader_main);
 }
 
 /* -------------------------------------------------------- vmsplice pin */
 
-struct pin_ctx {
-        int sock;
-};
-
 /* A TRUSTED reader that pins a page of the open segment with vmsplice()
  * into a pipe it never drains, and keeps it pinned until told to end. */
 static int pinner_main(void *userdata) {
-        struct pin_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         sgl_reader *r = NULL;
         sgl_chunk *c = NULL;
         struct hmsg m;
@@ -1158,7 +805,7 @@ static int pinner_main(void *userdata) {
         uintptr_t page;
         int fd, p[2];
 
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         TU_CHILD_CHECK(sgl_reader_new(SGL_READER_TRUSTED, &r) == 0);
         TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(r, fd) == 0);
         TU_CHILD_CHECK(sgl_reader_get(r, CHUNK_ID, &c) == 0);
@@ -1169,9 +816,9 @@ static int pinner_main(void *userdata) {
         iov = (struct iovec) { (void *)page, 4096 };
         TU_CHILD_CHECK(pipe2(p, O_CLOEXEC) == 0);
         TU_CHILD_CHECK(vmsplice(p[1], &iov, 1, 0) == 4096);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_READY, 0, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_READY, 0, 0, -1) == 0);
 
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_END, &m, NULL) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_END, &m, NULL) == 0);
         /* what we hold is still intact (the old segment lives on for us) */
         TU_CHILD_CHECK(chunk_is(c, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED));
         close(p[0]);
@@ -1188,25 +835,22 @@ static void run_pinned_seal(unsigned writer_flags, int64_t min_seal_usec,
         struct stat open_st, sealed_st;
         sgl_writer_stats st;
         struct honest honest;
-        struct pin_ctx ctx;
+        struct sock_ctx ctx;
         sgl_writer *w;
         struct hmsg m;
         int64_t t0, dt;
         pid_t pid;
-        int sv[2], n, sealed_fd;
+        int sock, n, sealed_fd;
 
         honest_start(&honest, 0);
-        tu_socketpair(sv);
-        ctx.sock = sv[1];
-        pid = tu_fork(pinner_main, &ctx);
-        close(sv[1]);
+        pid = fork_with_socket(pinner_main, &ctx, &ctx.sock, &sock);
         w = victim_new(writer_flags, SGL_SEAL_BYTES, &cap);
         commit_pattern(w, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED);
         assert_int_equal(fstat(cap_fd(&cap, SGL_SEGMENT_OPENED), &open_st), 0);
 
-        assert_int_equal(hsend(sv[0], M_SEG, cap.e[0].seq, SGL_SEGMENT_OPENED,
+        assert_int_equal(hsend(sock, H_SEG, cap.e[0].seq, SGL_SEGMENT_OPENED,
                                cap_fd(&cap, SGL_SEGMENT_OPENED)), 0);
-        parent_recv(sv[0], M_READY, &m, NULL, &pid, 1);
+        parent_recv(sock, H_READY, &m, NULL, &pid, 1);
 
         /* the pin does not stop commits, and cannot stop the seal */
         commit_pattern(w, CHUNK2_ID, CHUNK2_SIZE, CHUNK2_SEED);
@@ -1251,9 +895,9 @@ static void run_pinned_seal(unsigned writer_flags, int64_t min_seal_usec,
         assert_int_equal(honest_recheck(&honest), 3);
         honest_end(&honest);
 
-        assert_int_equal(hsend(sv[0], M_END, 0, 0, -1), 0);
+        assert_int_equal(hsend(sock, H_END, 0, 0, -1), 0);
         wait_children(&pid, 1);
-        close(sv[0]);
+        close(sock);
         cap_close(&cap);
         sgl_writer_unref(w);
         assert_int_equal(tu_count_fds(), fds_before);
@@ -1305,14 +949,10 @@ static uint64_t stream_check(const sgl_chunk *c) {
         return k;
 }
 
-struct stream_ctx {
-        int sock;
-};
-
 /* The honest streaming reader: adds every segment it is sent, drains the
  * stream after each, and at the end checks the newest version of every id. */
 static int stream_reader_main(void *userdata) {
-        struct stream_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         sgl_reader *r = NULL;
         uint64_t delivered = 0, max_k = 0;
 
@@ -1323,9 +963,9 @@ static int stream_reader_main(void *userdata) {
                 int fd;
 
                 TU_CHILD_CHECK(hrecv(ctx->sock, 0, &m, &fd) == 0);
-                if (m.type == M_END)
+                if (m.type == H_END)
                         break;
-                TU_CHILD_CHECK(m.type == M_SEG && fd >= 0);
+                TU_CHILD_CHECK(m.type == H_SEG && fd >= 0);
                 TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(r, fd) == 0);
                 while (sgl_reader_next(r, &c) == 0) {
                         uint64_t k = stream_check(c);
@@ -1348,7 +988,7 @@ static int stream_reader_main(void *userdata) {
                 sgl_chunk_unref(c);
         }
         TU_CHILD_CHECK(max_k == STREAM_COMMITS);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, delivered,
+        TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, delivered,
                              (uint64_t)sgl_reader_get_segment_count(r), -1) == 0);
         sgl_reader_unref(r);
         return 0;
@@ -1365,7 +1005,7 @@ static int stalled_reader_main(void *userdata) {
 /* Takes every chunk of the segments it is sent and holds them; reports when
  * told the last one came, then waits to be killed. */
 static int holder_reader_main(void *userdata) {
-        struct stream_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         sgl_chunk *held[256];
         size_t nheld = 0;
         sgl_reader *r = NULL;
@@ -1377,9 +1017,9 @@ static int holder_reader_main(void *userdata) {
                 int fd;
 
                 TU_CHILD_CHECK(hrecv(ctx->sock, 0, &m, &fd) == 0);
-                if (m.type == M_GO)
+                if (m.type == H_GO)
                         break;
-                TU_CHILD_CHECK(m.type == M_SEG && fd >= 0);
+                TU_CHILD_CHECK(m.type == H_SEG && fd >= 0);
                 TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(r, fd) == 0);
                 while (sgl_reader_next(r, &c) == 0) {
                         TU_CHILD_CHECK(stream_check(c) != 0);
@@ -1390,7 +1030,7 @@ static int holder_reader_main(void *userdata) {
         TU_CHILD_CHECK(nheld > 0);
         for (size_t i = 0; i < nheld; i++)
                 TU_CHILD_CHECK(stream_check(held[i]) != 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_READY, nheld, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_READY, nheld, 0, -1) == 0);
         for (;;)
                 pause(); /* SIGKILLed holding every chunk */
         return 0;
@@ -1399,7 +1039,7 @@ static int holder_reader_main(void *userdata) {
 static void stalled_and_killed_readers(void **state) {
         unsigned fds_before = tu_count_fds();
         struct seg_cap cap = { 0 };
-        struct stream_ctx rctx, hctx, sctx;
+        struct sock_ctx rctx, hctx, sctx;
         int rsv[2], hsv[2], ssv[2];
         pid_t pids[3]; /* honest, holder, stalled */
         sgl_writer_stats st;
@@ -1448,16 +1088,16 @@ static void stalled_and_killed_readers(void **state) {
 
                         if (cap.e[i].ev != SGL_SEGMENT_SEALED)
                                 continue;
-                        assert_int_equal(hsend(rsv[0], M_SEG, cap.e[i].seq, 0, fd), 0);
+                        assert_int_equal(hsend(rsv[0], H_SEG, cap.e[i].seq, 0, fd), 0);
                         if (!stalled_at) {
-                                r = hsend(ssv[0], M_SEG, cap.e[i].seq, 0, fd);
+                                r = hsend(ssv[0], H_SEG, cap.e[i].seq, 0, fd);
                                 if (r == -EAGAIN)
                                         stalled_at = k; /* a host drops it here */
                                 else
                                         assert_int_equal(r, 0);
                         }
                         if (pids[1] > 0 && sent_holder < STREAM_HOLDER_SEGS) {
-                                assert_int_equal(hsend(hsv[0], M_SEG, cap.e[i].seq, 0, fd), 0);
+                                assert_int_equal(hsend(hsv[0], H_SEG, cap.e[i].seq, 0, fd), 0);
                                 sent_holder++;
                         }
                 }
@@ -1465,8 +1105,8 @@ static void stalled_and_killed_readers(void **state) {
 
                 if (pids[1] > 0 && sent_holder == STREAM_HOLDER_SEGS) {
                         /* the holder has its chunks: kill it mid-stream */
-                        assert_int_equal(hsend(hsv[0], M_GO, 0, 0, -1), 0);
-                        parent_recv(hsv[0], M_READY, &m, NULL, pids, 3);
+                        assert_int_equal(hsend(hsv[0], H_GO, 0, 0, -1), 0);
+                        parent_recv(hsv[0], H_READY, &m, NULL, pids, 3);
                         assert_true(m.a > 0);
                         assert_int_equal(kill(pids[1], SIGKILL), 0);
                         status = tu_wait_status(pids[1]);
@@ -1479,8 +1119,8 @@ static void stalled_and_killed_readers(void **state) {
         }
         total = mono_usec() - t0;
 
-        assert_int_equal(hsend(rsv[0], M_END, 0, 0, -1), 0);
-        parent_recv(rsv[0], M_RESULT, &m, NULL, pids, 3);
+        assert_int_equal(hsend(rsv[0], H_END, 0, 0, -1), 0);
+        parent_recv(rsv[0], H_RESULT, &m, NULL, pids, 3);
         print_message("%d commits in %" PRId64 " us (worst %" PRId64 " us), stalled reader "
                       "dropped at commit %" PRIu64 ", honest reader got %" PRIu64
                       " chunks, maps %" PRIu64 " segments\n", STREAM_COMMITS, total, worst,
@@ -1520,20 +1160,20 @@ struct wait_ctx {
         int64_t timeout_usec;
 };
 
-/* An honest reader that waits for one event: reports M_READY, waits, then
- * M_RESULT a = sgl_reader_wait()'s result, b = when it returned. */
+/* An honest reader that waits for one event: reports H_READY, waits, then
+ * H_RESULT a = sgl_reader_wait()'s result, b = when it returned. */
 static int waiter_main(void *userdata) {
         struct wait_ctx *ctx = userdata;
         sgl_reader *r = NULL;
         struct hmsg m;
         int fd, e;
 
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         TU_CHILD_CHECK(sgl_reader_new(0, &r) == 0);
         TU_CHILD_CHECK(sgl_reader_set_control_consume_fd(r, fd) == 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_READY, 0, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_READY, 0, 0, -1) == 0);
         e = sgl_reader_wait(r, ctx->timeout_usec);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, (uint64_t)(int64_t)e,
+        TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, (uint64_t)(int64_t)e,
                              (uint64_t)mono_usec(), -1) == 0);
         sgl_reader_unref(r);
         return 0;
@@ -1595,11 +1235,11 @@ static int tricks_misc(int ctl, int sock) {
                 FAILS_WITH(futex(word, FUTEX_WAIT, v + 1, &ms, NULL, 0), EAGAIN);
                 FAILS_WITH(futex(word, FUTEX_WAIT, v, &ms, NULL, 0), ETIMEDOUT);
         }
-        TU_CHILD_CHECK(hsend(sock, M_READY, 0, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(sock, H_READY, 0, 0, -1) == 0);
 
         /* and it is woken by the commit like everyone else */
         e = sgl_reader_wait(r, 5 * USEC_PER_SEC);
-        TU_CHILD_CHECK(hsend(sock, M_RESULT, (uint64_t)(int64_t)e, (uint64_t)mono_usec(), -1) == 0);
+        TU_CHILD_CHECK(hsend(sock, H_RESULT, (uint64_t)(int64_t)e, (uint64_t)mono_usec(), -1) == 0);
         munmap(map, 4096);
         sgl_reader_unref(r);
         return 0;
@@ -1630,8 +1270,8 @@ static int tricks_requeue(int ctl, int sock) {
                         usleep(500);
                 }
         }
-        TU_CHILD_CHECK(hsend(sock, M_READY, (uint64_t)moved, 0, -1) == 0);
-        TU_CHILD_CHECK(hrecv(sock, M_END, &m, NULL) == 0);
+        TU_CHILD_CHECK(hsend(sock, H_READY, (uint64_t)moved, 0, -1) == 0);
+        TU_CHILD_CHECK(hrecv(sock, H_END, &m, NULL) == 0);
         munmap(map, 4096);
         return 0;
 }
@@ -1641,7 +1281,7 @@ static int trickster_main(void *userdata) {
         struct hmsg m;
         int fd, r;
 
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
         r = ctx->mode == TRICK_MISC ? tricks_misc(fd, ctx->sock) : tricks_requeue(fd, ctx->sock);
         close(fd);
         return r;
@@ -1672,9 +1312,9 @@ static sgl_writer *futex_setup(struct seg_cap *cap, int mode, int64_t timeout_us
         w = victim_new(0, SGL_SEAL_EVERY_COMMIT, cap);
         ctl = sgl_writer_control_fd(w);
         assert_true(ctl >= 0);
-        assert_int_equal(hsend(socks[0], M_SEG, 0, 0, ctl), 0);
-        parent_recv(socks[0], M_READY, &m, NULL, pids, 2);
-        assert_int_equal(hsend(socks[1], M_SEG, 0, 0, ctl), 0);
+        assert_int_equal(hsend(socks[0], H_SEG, 0, 0, ctl), 0);
+        parent_recv(socks[0], H_READY, &m, NULL, pids, 2);
+        assert_int_equal(hsend(socks[1], H_SEG, 0, 0, ctl), 0);
         close(ctl);
         return w;
 }
@@ -1697,7 +1337,7 @@ static void futex_tricks_cannot_stop_wakeups(void **state) {
 
         (void)state;
         w = futex_setup(&cap, TRICK_MISC, 5 * USEC_PER_SEC, pids, socks);
-        parent_recv(socks[1], M_READY, &m, NULL, pids, 2);
+        parent_recv(socks[1], H_READY, &m, NULL, pids, 2);
 
         /* 200 ms of spurious wake-ups did not make the waiter return */
         assert_false(readable(socks[0]));
@@ -1705,11 +1345,11 @@ static void futex_tricks_cannot_stop_wakeups(void **state) {
         t_commit = mono_usec();
         commit_pattern(w, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED);
 
-        parent_recv(socks[0], M_RESULT, &m, NULL, pids, 2);
+        parent_recv(socks[0], H_RESULT, &m, NULL, pids, 2);
         assert_int_equal((int64_t)m.a, 0);
         assert_true((int64_t)m.b >= t_commit);
         assert_true((int64_t)m.b - t_commit < 1 * USEC_PER_SEC);
-        parent_recv(socks[1], M_RESULT, &m, NULL, pids, 2);
+        parent_recv(socks[1], H_RESULT, &m, NULL, pids, 2);
         assert_int_equal((int64_t)m.a, 0);
         assert_true((int64_t)m.b >= t_commit);
 
@@ -1742,15 +1382,15 @@ static void futex_requeue_cannot_steal_wakeups(void **state) {
 
         (void)state;
         w = futex_setup(&cap, TRICK_REQUEUE, 4 * USEC_PER_SEC, pids, socks);
-        parent_recv(socks[1], M_READY, &m, NULL, pids, 2);
+        parent_recv(socks[1], H_READY, &m, NULL, pids, 2);
         moved = m.a;
 
         t_commit = mono_usec();
         commit_pattern(w, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED);
-        parent_recv(socks[0], M_RESULT, &m, NULL, pids, 2);
+        parent_recv(socks[0], H_RESULT, &m, NULL, pids, 2);
         rc = (int64_t)m.a;
         woke = (int64_t)m.b - t_commit;
-        assert_int_equal(hsend(socks[1], M_END, 0, 0, -1), 0);
+        assert_int_equal(hsend(socks[1], H_END, 0, 0, -1), 0);
         wait_children(pids, 2);
         close(socks[0]);
         close(socks[1]);

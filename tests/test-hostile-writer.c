@@ -60,336 +60,18 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 
+#include "test-proc.h"
 #include "test-util.h"
 
-#include "fdpass.h"
 #include "sigillo.h"
 
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U
 #endif
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010
-#endif
-#ifndef F_SEAL_EXEC
-#define F_SEAL_EXEC 0x0020
-#endif
 
 #define CHUNK_ID 42
 #define CHUNK_SIZE (3 * 4096 + 123) /* spans page boundaries */
 #define CHUNK_SEED 0x5eed0001ULL
-
-/* ------------------------------------------------------------- messages */
-
-enum {
-        M_SEG = 1,   /* a segment descriptor; a = seq, b = event */
-        M_SUM,       /* a reader's checksum: a = fnv, b = version */
-        M_GO,        /* go on */
-        M_DONE,      /* the writer's attacks are over: a, b = fnv before/after */
-        M_RESULT,    /* a reader's final report */
-        M_READY,     /* a child reached the agreed point */
-};
-
-struct hmsg {
-        uint32_t type;
-        uint32_t pad;
-        uint64_t a;
-        uint64_t b;
-};
-
-/* Sends one message with at most one descriptor (borrowed). */
-static int hsend(int sock, uint32_t type, uint64_t a, uint64_t b, int fd) {
-        struct hmsg m = { .type = type, .a = a, .b = b };
-        ssize_t n = sgl_fdpass_send(sock, &m, sizeof(m), fd >= 0 ? &fd : NULL,
-                                    fd >= 0 ? 1 : 0);
-
-        return n == (ssize_t)sizeof(m) ? 0 : n < 0 ? (int)n : -EIO;
-}
-
-/* Receives one message of @type; *fd gets its descriptor or -1.  EOF and a
- * wrong type are errors (-EPIPE, -EPROTO). */
-static int hrecv(int sock, uint32_t type, struct hmsg *m, int *fd) {
-        size_t nfds = 0;
-        int got = -1;
-        ssize_t n;
-
-        n = sgl_fdpass_recv(sock, m, sizeof(*m), &got, 1, &nfds);
-        if (n < 0)
-                return (int)n;
-        if (n == 0)
-                return -EPIPE;
-        if (n != (ssize_t)sizeof(*m) || m->type != type) {
-                if (nfds)
-                        close(got);
-                return -EPROTO;
-        }
-        if (fd)
-                *fd = nfds ? got : -1;
-        else if (nfds)
-                close(got);
-        return 0;
-}
-
-/* How long the test process waits for its children at most: a child that
- * fails leaves the others blocked on sockets whose other ends they hold
- * themselves (inherited), so EOF alone cannot be relied on. */
-#define CHILD_DEADLINE_USEC (15 * 1000000LL)
-
-static int64_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void kill_children(const pid_t *pids, size_t npids) {
-        for (size_t i = 0; i < npids; i++) {
-                if (pids[i] <= 0)
-                        continue;
-                kill(pids[i], SIGKILL);
-                while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
-                        ;
-        }
-}
-
-/* A child of @pids that already ended badly (non-zero exit, signal), seen
- * without reaping it; 0 if none. */
-static pid_t child_failed(const pid_t *pids, size_t npids, int *code) {
-        for (size_t i = 0; i < npids; i++) {
-                siginfo_t si = { 0 };
-
-                if (pids[i] <= 0 ||
-                    waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
-                    si.si_pid != pids[i])
-                        continue;
-                if (si.si_code != CLD_EXITED || si.si_status != 0) {
-                        *code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
-                        return pids[i];
-                }
-        }
-        return 0;
-}
-
-/* In the test process: receives a message of @type from a child.  If a
- * child in @pids fails first, or nothing comes in time, kills every child
- * in @pids (so nothing lingers) and fails the test. */
-static void parent_recv(int sock, uint32_t type, struct hmsg *m, int *fd,
-                        const pid_t *pids, size_t npids) {
-        int64_t deadline = mono_usec() + CHILD_DEADLINE_USEC;
-        pid_t bad;
-        int code;
-
-        for (;;) {
-                struct pollfd p = { .fd = sock, .events = POLLIN };
-                int r = poll(&p, 1, 20);
-
-                if (r > 0) {
-                        r = hrecv(sock, type, m, fd);
-                        if (r == 0)
-                                return;
-                        kill_children(pids, npids);
-                        fail_msg("no message %u from a child: %s", type, strerror(-r));
-                }
-                bad = child_failed(pids, npids, &code);
-                if (bad) {
-                        kill_children(pids, npids);
-                        fail_msg("child %d failed (exit code = line %% 255, or -signal): %d",
-                                 (int)bad, code);
-                }
-                if (mono_usec() > deadline) {
-                        kill_children(pids, npids);
-                        fail_msg("timed out waiting for message %u", type);
-                }
-        }
-}
-
-/* Reaps every child of @pids; each must exit 0.  The first failure (or the
- * deadline) kills the others and fails the test. */
-static void wait_children(pid_t *pids, size_t npids) {
-        int64_t deadline = mono_usec() + CHILD_DEADLINE_USEC;
-        size_t left = 0;
-
-        for (size_t i = 0; i < npids; i++)
-                left += pids[i] > 0;
-        while (left > 0) {
-                for (size_t i = 0; i < npids; i++) {
-                        int status;
-                        pid_t r;
-
-                        if (pids[i] <= 0)
-                                continue;
-                        r = waitpid(pids[i], &status, WNOHANG);
-                        if (r == 0)
-                                continue;
-                        if (r < 0 && errno == EINTR)
-                                continue;
-                        pids[i] = 0;
-                        left--;
-                        if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                                kill_children(pids, npids);
-                                fail_msg("child %d failed: %s %d", (int)r,
-                                         r > 0 && WIFSIGNALED(status) ? "signal" : "exit (line % 255)",
-                                         r < 0 ? -1 : WIFSIGNALED(status) ? WTERMSIG(status)
-                                                                          : WEXITSTATUS(status));
-                        }
-                }
-                if (left > 0 && mono_usec() > deadline) {
-                        kill_children(pids, npids);
-                        fail_msg("timed out waiting for children");
-                }
-                if (left > 0)
-                        usleep(2000);
-        }
-}
-
-/* --------------------------------------------------------------- helpers */
-
-static uint64_t pattern_fnv(size_t size, uint64_t seed) {
-        uint8_t *buf = malloc(size ? size : 1);
-        uint64_t h;
-
-        if (!buf)
-                abort();
-        tu_fill_pattern(buf, size, seed);
-        h = tu_fnv1a64(buf, size);
-        free(buf);
-        return h;
-}
-
-/* Whether @c holds exactly @size bytes of pattern @seed. */
-static bool chunk_is(const sgl_chunk *c, uint64_t id, size_t size, uint64_t seed) {
-        return c && sgl_chunk_id(c) == id && sgl_chunk_size(c) == size &&
-               tu_fnv1a64(sgl_chunk_data(c), size) == pattern_fnv(size, seed);
-}
-
-/* Checksum of a whole file, read through the descriptor (not a mapping). */
-static uint64_t fd_fnv(int fd, uint64_t *ret_size) {
-        uint8_t buf[65536];
-        uint64_t h = TU_FNV1A64_INIT, off = 0;
-        ssize_t n;
-
-        while ((n = pread(fd, buf, sizeof(buf), (off_t)off)) > 0) {
-                h = tu_fnv1a64_update(h, buf, (size_t)n);
-                off += (uint64_t)n;
-        }
-        if (ret_size)
-                *ret_size = off;
-        return n < 0 ? 0 : h;
-}
-
-/* Descriptor count for children (tu_count_fds() asserts). */
-static int child_count_fds(void) {
-        char path[64];
-        int n = 0;
-
-        for (int fd = 0; fd < 1024; fd++) {
-                snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-                if (access(path, F_OK) == 0)
-                        n++;
-        }
-        return n;
-}
-
-/* Mappings of this process backed by a memfd whose name starts "sigillo". */
-static int count_sigillo_maps(void) {
-        char line[512];
-        FILE *f = fopen("/proc/self/maps", "re");
-        int n = 0;
-
-        if (!f)
-                return -1;
-        while (fgets(line, sizeof(line), f))
-                if (strstr(line, "/memfd:sigillo"))
-                        n++;
-        fclose(f);
-        return n;
-}
-
-static int reopen(int fd, int flags) {
-        char path[64];
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        return open(path, flags | O_CLOEXEC | O_NOCTTY);
-}
-
-/* Whether the kernel will let us open @st read-write by path (DAC only:
- * root overrides it, otherwise the owner or "other" write bit decides). */
-static bool may_open_rw(const struct stat *st) {
-        if (geteuid() == 0)
-                return true;
-        if (st->st_uid == geteuid())
-                return st->st_mode & S_IWUSR;
-        return st->st_mode & S_IWOTH; /* (group ignored: tests run alone) */
-}
-
-/* An errno check for children: @expr must fail (-1) with errno @err. */
-#define FAILS_WITH(expr, err)                                                 \
-        do {                                                                  \
-                errno = 0;                                                    \
-                long _r = (long)(expr);                                       \
-                if (_r != -1 || errno != (err)) {                             \
-                        fprintf(stderr, "%s:%d: %s returned %ld errno %d (%s), "\
-                                "wanted errno %d (%s)\n", __FILE__, __LINE__,  \
-                                #expr, _r, errno, strerror(errno), (err),     \
-                                strerror(err));                               \
-                        return __LINE__ % 255 ? __LINE__ % 255 : 255;         \
-                }                                                             \
-        } while (0)
-
-/* Same for mmap(), which fails with MAP_FAILED. */
-#define MMAP_FAILS_WITH(expr, err)                                            \
-        do {                                                                  \
-                errno = 0;                                                    \
-                void *_p = (expr);                                            \
-                if (_p != MAP_FAILED || errno != (err)) {                     \
-                        fprintf(stderr, "%s:%d: %s gave %p errno %d (%s), "   \
-                                "wanted errno %d (%s)\n", __FILE__, __LINE__,  \
-                                #expr, _p, errno, strerror(errno), (err),     \
-                                strerror(err));                               \
-                        if (_p != MAP_FAILED)                                 \
-                                munmap(_p, 4096);                             \
-                        return __LINE__ % 255 ? __LINE__ % 255 : 255;         \
-                }                                                             \
-        } while (0)
-
-/* What a rendezvous host keeps: every segment event, with our own dup. */
-struct seg_cap {
-        size_t n;
-        bool overflow;
-        struct {
-                uint64_t seq;
-                sgl_segment_event ev;
-                int fd;
-        } e[16];
-};
-
-static void cap_fn(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
-        struct seg_cap *cap = userdata;
-
-        if (cap->n >= sizeof(cap->e) / sizeof(cap->e[0])) {
-                cap->overflow = true;
-                return;
-        }
-        cap->e[cap->n].seq = seq;
-        cap->e[cap->n].ev = ev;
-        cap->e[cap->n].fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
-        cap->n++;
-}
-
-/* Index of the last event @ev in @cap, or -1. */
-static int cap_last(const struct seg_cap *cap, sgl_segment_event ev) {
-        for (size_t i = cap->n; i-- > 0;)
-                if (cap->e[i].ev == ev)
-                        return (int)i;
-        return -1;
-}
-
-static void cap_close(struct seg_cap *cap) {
-        for (size_t i = 0; i < cap->n; i++)
-                if (cap->e[i].fd >= 0)
-                        close(cap->e[i].fd);
-        cap->n = 0;
-}
 
 static sigjmp_buf stray_env;
 
@@ -564,16 +246,43 @@ static int attack_own_mappings(ino_t ino, int *n) {
         return 0;
 }
 
-/* ------------------------------------------- hostile writer, main case */
+/* ------------------------------------------- a writer and a reader child */
 
-struct hw_ctx {
+/* What each child of a duo gets: its socket to the other child, its own
+ * socket to the test process, and (the writer) the seal policy to use. */
+struct duo_ctx {
+        int peer;
+        int parent;
         sgl_seal_policy policy;
-        int to_reader;
-        int to_parent;
 };
 
+/* Forks @writer (pids[0]) and @reader (pids[1]), each with its struct
+ * duo_ctx; the test process's ends of their parent sockets go to
+ * *@to_writer and *@to_reader.  Asserts. */
+static void start_duo(tu_child_fn writer, tu_child_fn reader, sgl_seal_policy policy,
+                      pid_t pids[2], int *to_writer, int *to_reader) {
+        struct duo_ctx wctx, rctx;
+        int wr[2], pw[2], pr[2];
+
+        tu_socketpair(wr);
+        tu_socketpair(pw);
+        tu_socketpair(pr);
+        wctx = (struct duo_ctx) { .peer = wr[0], .parent = pw[1], .policy = policy };
+        rctx = (struct duo_ctx) { .peer = wr[1], .parent = pr[1] };
+        pids[0] = tu_fork(writer, &wctx);
+        pids[1] = tu_fork(reader, &rctx);
+        close(wr[0]);
+        close(wr[1]);
+        close(pw[1]);
+        close(pr[1]);
+        *to_writer = pw[0];
+        *to_reader = pr[0];
+}
+
+/* ------------------------------------------- hostile writer, main case */
+
 static int hostile_writer_main(void *userdata) {
-        struct hw_ctx *ctx = userdata;
+        struct duo_ctx *ctx = userdata;
         struct seg_cap cap = { 0 };
         sgl_writer_stats st;
         sgl_writer *w = NULL;
@@ -606,11 +315,11 @@ static int hostile_writer_main(void *userdata) {
         TU_CHILD_CHECK(!cap.overflow);
         i = cap_last(&cap, SGL_SEGMENT_SEALED);
         TU_CHILD_CHECK(i >= 0 && cap.e[i].fd >= 0);
-        TU_CHILD_CHECK(hsend(ctx->to_reader, M_SEG, cap.e[i].seq, SGL_SEGMENT_SEALED,
+        TU_CHILD_CHECK(hsend(ctx->peer, H_SEG, cap.e[i].seq, SGL_SEGMENT_SEALED,
                              cap.e[i].fd) == 0);
 
         /* the reader has checksummed the chunk: now turn hostile */
-        TU_CHILD_CHECK(hrecv(ctx->to_parent, M_GO, &m, NULL) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->parent, H_GO, &m, NULL) == 0);
         before = fd_fnv(cap.e[i].fd, &size);
         TU_CHILD_CHECK(fstat(cap.e[i].fd, &fst) == 0 && (uint64_t)fst.st_size == size);
 
@@ -623,19 +332,14 @@ static int hostile_writer_main(void *userdata) {
         TU_CHILD_CHECK(n >= 1); /* at least the library's read-only mirror */
 
         after = fd_fnv(cap.e[i].fd, NULL);
-        TU_CHILD_CHECK(hsend(ctx->to_parent, M_DONE, before, after, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->parent, H_DONE, before, after, -1) == 0);
         cap_close(&cap);
         sgl_writer_unref(w);
         return 0;
 }
 
-struct hr_ctx {
-        int from_writer;
-        int to_parent;
-};
-
 static int strict_reader_main(void *userdata) {
-        struct hr_ctx *ctx = userdata;
+        struct duo_ctx *ctx = userdata;
         const uint64_t want = pattern_fnv(CHUNK_SIZE, CHUNK_SEED);
         sgl_chunk *c = NULL, *c2 = NULL, *c3 = NULL;
         sgl_reader *r = NULL;
@@ -644,7 +348,7 @@ static int strict_reader_main(void *userdata) {
         int fd;
 
         TU_CHILD_CHECK(sgl_reader_new(0, &r) == 0);
-        TU_CHILD_CHECK(hrecv(ctx->from_writer, M_SEG, &m, &fd) == 0 && fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->peer, H_SEG, &m, &fd) == 0 && fd >= 0);
         TU_CHILD_CHECK(m.b == SGL_SEGMENT_SEALED);
         TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(r, fd) == 0);
         TU_CHILD_CHECK(sgl_reader_get_segment_count(r) == 1);
@@ -653,10 +357,10 @@ static int strict_reader_main(void *userdata) {
         h = tu_fnv1a64(sgl_chunk_data(c), CHUNK_SIZE);
         TU_CHILD_CHECK(h == want);
         version = sgl_chunk_version(c);
-        TU_CHILD_CHECK(hsend(ctx->to_parent, M_SUM, h, version, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->parent, H_SUM, h, version, -1) == 0);
 
         /* the writer attacks now; wait until it is done */
-        TU_CHILD_CHECK(hrecv(ctx->to_parent, M_GO, &m, NULL) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->parent, H_GO, &m, NULL) == 0);
 
         /* the bytes we hold ... */
         h = tu_fnv1a64(sgl_chunk_data(c), CHUNK_SIZE);
@@ -667,7 +371,7 @@ static int strict_reader_main(void *userdata) {
         TU_CHILD_CHECK(chunk_is(c2, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED));
         TU_CHILD_CHECK(sgl_reader_next(r, &c3) == 0);
         TU_CHILD_CHECK(chunk_is(c3, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED));
-        TU_CHILD_CHECK(hsend(ctx->to_parent, M_RESULT, h,
+        TU_CHILD_CHECK(hsend(ctx->parent, H_RESULT, h,
                              tu_fnv1a64(sgl_chunk_data(c2), CHUNK_SIZE), -1) == 0);
         sgl_chunk_unref(c3);
         sgl_chunk_unref(c2);
@@ -679,43 +383,31 @@ static int strict_reader_main(void *userdata) {
 static void run_hostile_writer(sgl_seal_policy policy) {
         const uint64_t want = pattern_fnv(CHUNK_SIZE, CHUNK_SEED);
         unsigned fds_before = tu_count_fds();
-        int wr[2], pw[2], pr[2];
-        struct hw_ctx wctx;
-        struct hr_ctx rctx;
+        int to_writer, to_reader;
         struct hmsg m;
         pid_t pids[2];
 
-        tu_socketpair(wr);
-        tu_socketpair(pw);
-        tu_socketpair(pr);
-        wctx = (struct hw_ctx) { .policy = policy, .to_reader = wr[0], .to_parent = pw[1] };
-        rctx = (struct hr_ctx) { .from_writer = wr[1], .to_parent = pr[1] };
-        pids[0] = tu_fork(hostile_writer_main, &wctx);
-        pids[1] = tu_fork(strict_reader_main, &rctx);
-        close(wr[0]);
-        close(wr[1]);
-        close(pw[1]);
-        close(pr[1]);
+        start_duo(hostile_writer_main, strict_reader_main, policy, pids, &to_writer, &to_reader);
 
         /* the STRICT reader took the chunk: the bytes are what was written */
-        parent_recv(pr[0], M_SUM, &m, NULL, pids, 2);
+        parent_recv(to_reader, H_SUM, &m, NULL, pids, 2);
         assert_int_equal(m.a, want);
         assert_true(m.b >= 1);
 
         /* the writer turns hostile; every attempt failed as the kernel says */
-        assert_int_equal(hsend(pw[0], M_GO, 0, 0, -1), 0);
-        parent_recv(pw[0], M_DONE, &m, NULL, pids, 2);
+        assert_int_equal(hsend(to_writer, H_GO, 0, 0, -1), 0);
+        parent_recv(to_writer, H_DONE, &m, NULL, pids, 2);
         assert_int_equal(m.a, m.b);
 
         /* the reader still sees the same bytes */
-        assert_int_equal(hsend(pr[0], M_GO, 0, 0, -1), 0);
-        parent_recv(pr[0], M_RESULT, &m, NULL, pids, 2);
+        assert_int_equal(hsend(to_reader, H_GO, 0, 0, -1), 0);
+        parent_recv(to_reader, H_RESULT, &m, NULL, pids, 2);
         assert_int_equal(m.a, want);
         assert_int_equal(m.b, want);
 
         wait_children(pids, 2);
-        close(pw[0]);
-        close(pr[0]);
+        close(to_writer);
+        close(to_reader);
         assert_int_equal(tu_count_fds(), fds_before);
 }
 
@@ -845,14 +537,10 @@ fail:
         return -EIO;
 }
 
-struct rej_ctx {
-        int sock;
-};
-
 /* The writer side: an open segment, a FUTURE_WRITE-only copy, a copy the
  * writer keeps a writable mapping of, then a write-sealed copy. */
 static int unsealed_writer_main(void *userdata) {
-        struct rej_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         struct seg_cap cap = { 0 };
         sgl_writer *w = NULL;
         struct hmsg m;
@@ -876,8 +564,8 @@ static int unsealed_writer_main(void *userdata) {
         /* (a) the open segment as announced: FUTURE_WRITE, no WRITE */
         seals = fcntl(cap.e[0].fd, F_GET_SEALS);
         TU_CHILD_CHECK(seals >= 0 && (seals & F_SEAL_FUTURE_WRITE) && !(seals & F_SEAL_WRITE));
-        TU_CHILD_CHECK(hsend(ctx->sock, M_SEG, cap.e[0].seq, 'a', cap.e[0].fd) == 0);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_RESULT, &m, NULL) == 0 && m.a == 'a');
+        TU_CHILD_CHECK(hsend(ctx->sock, H_SEG, cap.e[0].seq, 'a', cap.e[0].fd) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_RESULT, &m, NULL) == 0 && m.a == 'a');
 
         /* its bytes, to make valid-looking copies of */
         TU_CHILD_CHECK(fstat(cap.e[0].fd, &st) == 0);
@@ -894,9 +582,9 @@ static int unsealed_writer_main(void *userdata) {
                        seals == (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC));
         ro = reopen(fw, O_RDONLY);
         TU_CHILD_CHECK(ro >= 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_SEG, cap.e[0].seq, 'b', ro) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_SEG, cap.e[0].seq, 'b', ro) == 0);
         close(ro);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_RESULT, &m, NULL) == 0 && m.a == 'b');
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_RESULT, &m, NULL) == 0 && m.a == 'b');
 
         /* (c) a memfd the writer keeps a writable shared mapping of: it
          *     cannot even be write-sealed while that mapping exists */
@@ -905,9 +593,9 @@ static int unsealed_writer_main(void *userdata) {
         FAILS_WITH(fcntl(wm, F_ADD_SEALS, F_SEAL_WRITE), EBUSY);
         ro = reopen(wm, O_RDONLY);
         TU_CHILD_CHECK(ro >= 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_SEG, cap.e[0].seq, 'c', ro) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_SEG, cap.e[0].seq, 'c', ro) == 0);
         close(ro);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_RESULT, &m, NULL) == 0 && m.a == 'c');
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_RESULT, &m, NULL) == 0 && m.a == 'c');
         /* (and it could have changed the bytes at any time) */
         ((uint8_t *)map)[4096] ^= 0xff;
 
@@ -917,9 +605,9 @@ static int unsealed_writer_main(void *userdata) {
         TU_CHILD_CHECK(good >= 0);
         ro = reopen(good, O_RDONLY);
         TU_CHILD_CHECK(ro >= 0);
-        TU_CHILD_CHECK(hsend(ctx->sock, M_SEG, cap.e[0].seq, 'd', ro) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_SEG, cap.e[0].seq, 'd', ro) == 0);
         close(ro);
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_RESULT, &m, NULL) == 0 && m.a == 'd');
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_RESULT, &m, NULL) == 0 && m.a == 'd');
 
         munmap(map, (size_t)st.st_size);
         close(fw);
@@ -932,7 +620,7 @@ static int unsealed_writer_main(void *userdata) {
 }
 
 static int unsealed_reader_main(void *userdata) {
-        struct rej_ctx *ctx = userdata;
+        struct sock_ctx *ctx = userdata;
         sgl_reader *r = NULL;
         sgl_chunk *c = NULL;
         struct hmsg m;
@@ -940,29 +628,30 @@ static int unsealed_reader_main(void *userdata) {
 
         TU_CHILD_CHECK(sgl_reader_new(0, &r) == 0);
         for (int k = 'a'; k <= 'c'; k++) {
-                int fds, maps;
+                unsigned fds;
+                int maps;
 
-                TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0);
+                TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0);
                 TU_CHILD_CHECK(m.b == (uint64_t)k);
-                fds = child_count_fds();
+                fds = tu_count_fds();
                 maps = count_sigillo_maps();
                 TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(r, fd) == -EACCES);
                 /* nothing mapped, the descriptor consumed */
                 TU_CHILD_CHECK(sgl_reader_get_segment_count(r) == 0);
                 TU_CHILD_CHECK(count_sigillo_maps() == maps);
-                TU_CHILD_CHECK(child_count_fds() == fds - 1);
+                TU_CHILD_CHECK(tu_count_fds() == fds - 1);
                 TU_CHILD_CHECK(sgl_reader_get(r, CHUNK_ID, &c) == -ENOENT);
                 TU_CHILD_CHECK(sgl_reader_next(r, &c) == -EAGAIN);
-                TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, (uint64_t)k, 0, -1) == 0);
+                TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, (uint64_t)k, 0, -1) == 0);
         }
 
         /* the write-sealed copy of the same bytes is a valid segment */
-        TU_CHILD_CHECK(hrecv(ctx->sock, M_SEG, &m, &fd) == 0 && fd >= 0 && m.b == 'd');
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_SEG, &m, &fd) == 0 && fd >= 0 && m.b == 'd');
         TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(r, fd) == 0);
         TU_CHILD_CHECK(sgl_reader_get_segment_count(r) == 1);
         TU_CHILD_CHECK(sgl_reader_get(r, CHUNK_ID, &c) == 0);
         TU_CHILD_CHECK(chunk_is(c, CHUNK_ID, CHUNK_SIZE, CHUNK_SEED));
-        TU_CHILD_CHECK(hsend(ctx->sock, M_RESULT, 'd', 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_RESULT, 'd', 0, -1) == 0);
         sgl_chunk_unref(c);
         sgl_reader_unref(r);
         return 0;
@@ -970,19 +659,9 @@ static int unsealed_reader_main(void *userdata) {
 
 static void strict_rejects_unsealed(void **state) {
         unsigned fds_before = tu_count_fds();
-        struct rej_ctx wctx, rctx;
-        int sv[2];
-        pid_t pids[2];
 
         (void)state;
-        tu_socketpair(sv);
-        wctx.sock = sv[0];
-        rctx.sock = sv[1];
-        pids[0] = tu_fork(unsealed_writer_main, &wctx);
-        pids[1] = tu_fork(unsealed_reader_main, &rctx);
-        close(sv[0]);
-        close(sv[1]);
-        wait_children(pids, 2);
+        run_pair(unsealed_writer_main, unsealed_reader_main);
         assert_int_equal(tu_count_fds(), fds_before);
 }
 
@@ -991,15 +670,10 @@ static void strict_rejects_unsealed(void **state) {
 #define SEED_OF(id) (0x1000ULL + (id))
 static const size_t killed_size[5] = { 0, 100, 5000, 9000, 300 };
 
-struct kill_ctx {
-        int to_reader;
-        int to_parent;
-};
-
 /* Commits A(1), B(2), seals; commits C(3) in a new open segment; stages
  * D(4) and a new version of A, never commits them; then waits to be killed. */
 static int killed_writer_main(void *userdata) {
-        struct kill_ctx *ctx = userdata;
+        struct duo_ctx *ctx = userdata;
         struct seg_cap cap = { 0 };
         sgl_writer *w = NULL;
         struct hmsg m;
@@ -1023,8 +697,8 @@ static int killed_writer_main(void *userdata) {
         s = cap_last(&cap, SGL_SEGMENT_SEALED);
         o = cap_last(&cap, SGL_SEGMENT_OPENED);
         TU_CHILD_CHECK(s >= 0 && o >= 0 && cap.e[o].seq > cap.e[s].seq);
-        TU_CHILD_CHECK(hsend(ctx->to_reader, M_SEG, cap.e[s].seq, SGL_SEGMENT_SEALED, cap.e[s].fd) == 0);
-        TU_CHILD_CHECK(hsend(ctx->to_reader, M_SEG, cap.e[o].seq, SGL_SEGMENT_OPENED, cap.e[o].fd) == 0);
+        TU_CHILD_CHECK(hsend(ctx->peer, H_SEG, cap.e[s].seq, SGL_SEGMENT_SEALED, cap.e[s].fd) == 0);
+        TU_CHILD_CHECK(hsend(ctx->peer, H_SEG, cap.e[o].seq, SGL_SEGMENT_OPENED, cap.e[o].fd) == 0);
 
         /* mid-way: a staged batch that is never committed */
         TU_CHILD_CHECK(sgl_writer_alloc(w, 4, 0, killed_size[4], &p, NULL) == 0);
@@ -1032,8 +706,8 @@ static int killed_writer_main(void *userdata) {
         TU_CHILD_CHECK(sgl_writer_alloc(w, 1, 0, killed_size[1], &p, NULL) == 0);
         memset(p, 0xee, killed_size[1]);
 
-        TU_CHILD_CHECK(hsend(ctx->to_parent, M_READY, 0, 0, -1) == 0);
-        (void)hrecv(ctx->to_parent, M_GO, &m, NULL); /* killed while waiting */
+        TU_CHILD_CHECK(hsend(ctx->parent, H_READY, 0, 0, -1) == 0);
+        (void)hrecv(ctx->parent, H_GO, &m, NULL); /* killed while waiting */
         return 99; /* never reached */
 }
 
@@ -1055,15 +729,15 @@ static int drain_exact(sgl_reader *r) {
 }
 
 static int killed_reader_main(void *userdata) {
-        struct kill_ctx *ctx = userdata;
+        struct duo_ctx *ctx = userdata;
         sgl_reader *strict = NULL, *trusted = NULL;
         sgl_chunk *c = NULL;
         struct hmsg m;
         int sealed_fd, open_fd;
 
-        TU_CHILD_CHECK(hrecv(ctx->to_reader, M_SEG, &m, &sealed_fd) == 0 && sealed_fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->peer, H_SEG, &m, &sealed_fd) == 0 && sealed_fd >= 0);
         TU_CHILD_CHECK(m.b == SGL_SEGMENT_SEALED);
-        TU_CHILD_CHECK(hrecv(ctx->to_reader, M_SEG, &m, &open_fd) == 0 && open_fd >= 0);
+        TU_CHILD_CHECK(hrecv(ctx->peer, H_SEG, &m, &open_fd) == 0 && open_fd >= 0);
         TU_CHILD_CHECK(m.b == SGL_SEGMENT_OPENED);
         TU_CHILD_CHECK(sgl_reader_new(0, &strict) == 0);
         TU_CHILD_CHECK(sgl_reader_new(SGL_READER_TRUSTED, &trusted) == 0);
@@ -1073,7 +747,7 @@ static int killed_reader_main(void *userdata) {
         TU_CHILD_CHECK(sgl_reader_add_segment_consume_fd(strict, open_fd) == -EACCES);
 
         /* the writer is dead now */
-        TU_CHILD_CHECK(hrecv(ctx->to_parent, M_GO, &m, NULL) == 0);
+        TU_CHILD_CHECK(hrecv(ctx->parent, H_GO, &m, NULL) == 0);
 
         for (uint64_t id = 1; id <= 2; id++) {
                 TU_CHILD_CHECK(sgl_reader_get(strict, id, &c) == 0);
@@ -1092,7 +766,7 @@ static int killed_reader_main(void *userdata) {
         TU_CHILD_CHECK(sgl_reader_get(trusted, 4, &c) == -ENOENT);
         TU_CHILD_CHECK(drain_exact(trusted) == 3);
 
-        TU_CHILD_CHECK(hsend(ctx->to_parent, M_RESULT, 0, 0, -1) == 0);
+        TU_CHILD_CHECK(hsend(ctx->parent, H_RESULT, 0, 0, -1) == 0);
         sgl_reader_unref(strict);
         sgl_reader_unref(trusted);
         return 0;
@@ -1100,36 +774,27 @@ static int killed_reader_main(void *userdata) {
 
 static void writer_killed_after_commit(void **state) {
         unsigned fds_before = tu_count_fds();
-        struct kill_ctx wctx, rctx;
-        int wr[2], pw[2], pr[2], status;
+        int to_writer, to_reader, status;
         struct hmsg m;
         pid_t pids[2];
 
         (void)state;
-        tu_socketpair(wr);
-        tu_socketpair(pw);
-        tu_socketpair(pr);
-        wctx = (struct kill_ctx) { .to_reader = wr[0], .to_parent = pw[1] };
-        rctx = (struct kill_ctx) { .to_reader = wr[1], .to_parent = pr[1] };
-        pids[0] = tu_fork(killed_writer_main, &wctx);
-        pids[1] = tu_fork(killed_reader_main, &rctx);
-        close(wr[0]);
-        close(wr[1]);
-        close(pw[1]);
-        close(pr[1]);
+        /* (the killed writer sets SGL_SEAL_BYTES itself) */
+        start_duo(killed_writer_main, killed_reader_main, SGL_SEAL_BYTES, pids,
+                  &to_writer, &to_reader);
 
-        parent_recv(pw[0], M_READY, &m, NULL, pids, 2);
+        parent_recv(to_writer, H_READY, &m, NULL, pids, 2);
         assert_int_equal(kill(pids[0], SIGKILL), 0);
         status = tu_wait_status(pids[0]);
         pids[0] = 0;
         assert_true(WIFSIGNALED(status));
         assert_int_equal(WTERMSIG(status), SIGKILL);
 
-        assert_int_equal(hsend(pr[0], M_GO, 0, 0, -1), 0);
-        parent_recv(pr[0], M_RESULT, &m, NULL, pids, 2);
+        assert_int_equal(hsend(to_reader, H_GO, 0, 0, -1), 0);
+        parent_recv(to_reader, H_RESULT, &m, NULL, pids, 2);
         wait_children(pids, 2);
-        close(pw[0]);
-        close(pr[0]);
+        close(to_writer);
+        close(to_reader);
         assert_int_equal(tu_count_fds(), fds_before);
 }
 
