@@ -150,6 +150,21 @@ int sgl_host_get_fd(sgl_host *h);
 int sgl_host_process(sgl_host *h);
 int sgl_host_get_connections(sgl_host *h);
 
+/* ------------------------------------------------- publishing to sigillod */
+
+/* Flags for sgl_writer_publish(). */
+enum {
+        /* The area outlives the writer's connection: the daemon keeps its
+         * segments, and the next writer of the owner's uid takes it over. */
+        SGL_PUBLISH_PERSIST = 1u << 0,
+};
+
+int sgl_writer_publish(sgl_writer *w, const char *name, const char *address,
+                       unsigned flags, unsigned mode, const uint32_t *uids,
+                       size_t n_uids, const uint32_t *gids, size_t n_gids);
+int sgl_writer_get_publish_fd(sgl_writer *w);
+int sgl_writer_publish_process(sgl_writer *w);
+
 /* ------------------------------------------------------------- utilities */
 
 /* Current CLOCK_REALTIME in nanoseconds: the clock of chunk expiry times. */

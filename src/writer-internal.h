@@ -89,6 +89,8 @@ struct sgl_writer {
         struct sgl_idmap index;
         sgl_writer_stats stats;
         bool in_gc;
+
+        struct sgl_publish *publish; /* publish.c: the daemon connection */
 };
 
 /* writer.c */
@@ -98,6 +100,9 @@ int sgl_writer_stage(sgl_writer *w, uint32_t kind, uint32_t flags, uint64_t id,
 int sgl_writer_commit_internal(sgl_writer *w);
 struct sgl_wseg *sgl_writer_find_seg(sgl_writer *w, uint64_t seq);
 void sgl_writer_drop_seg(sgl_writer *w, struct sgl_wseg *s);
+
+/* publish.c: ends publishing (from sgl_writer_unref()) */
+void sgl_publish_free(sgl_writer *w);
 
 /* gc.c */
 void sgl_gc_account(sgl_writer *w, const struct sgl_pending *p, uint64_t seq);

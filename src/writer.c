@@ -159,6 +159,7 @@ static void seg_free(struct sgl_wseg *s) {
 _public_ sgl_writer *sgl_writer_unref(sgl_writer *w) {
         if (!w || --w->n_ref > 0)
                 return NULL;
+        sgl_publish_free(w);
         for (size_t i = 0; i < w->nsegs; i++)
                 seg_free(w->segs[i]);
         free(w->segs);

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -739,6 +741,162 @@ static void test_host(void **state) {
         assert_null(sgl_writer_unref(w));
 }
 
+/* ------------------------------------------------------------- publishing */
+
+/* The daemon's side of test_publish(), in a child, written from
+ * doc/protocol.md alone (this program sees no internal header): raw
+ * little-endian bytes over SOCK_SEQPACKET.  Exit codes name the step. */
+static void le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void le32(uint8_t *p, uint32_t v) { le16(p, (uint16_t)v); le16(p + 2, (uint16_t)(v >> 16)); }
+static void le64(uint8_t *p, uint64_t v) { le32(p, (uint32_t)v); le32(p + 4, (uint32_t)(v >> 32)); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
+
+static const uint8_t daemon_area[16] = "daemon-area-id!";
+
+/* One message; returns its size, its type in *type, its serial in *serial
+ * and its descriptor (or -1) in *fd. */
+static ssize_t raw_recv(int sock, uint8_t *buf, uint16_t *type, uint32_t *serial, int *fd) {
+        union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl;
+        struct iovec iov = { .iov_base = buf, .iov_len = 4096 };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                              .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
+        struct cmsghdr *c;
+        ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+
+        *fd = -1;
+        if (n < 16 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || get32(buf + 4) != (uint32_t)n)
+                return -1;
+        c = CMSG_FIRSTHDR(&msg);
+        if (c && c->cmsg_type == SCM_RIGHTS)
+                memcpy(fd, CMSG_DATA(c), sizeof(int));
+        *type = get16(buf);
+        *serial = get32(buf + 8);
+        return n;
+}
+
+static int raw_send(int sock, uint16_t type, uint32_t serial, const uint8_t *payload, size_t len) {
+        uint8_t buf[64] = { 0 };
+
+        le16(buf, type);
+        le32(buf + 4, (uint32_t)(16 + len));
+        le32(buf + 8, serial);
+        if (len > 0)
+                memcpy(buf + 16, payload, len);
+        return send(sock, buf, 16 + len, MSG_NOSIGNAL) == (ssize_t)(16 + len) ? 0 : -1;
+}
+
+static int daemon_child(int listen_fd) {
+        uint8_t buf[4096], p[32] = { 0 };
+        sgl_reader *r = NULL;
+        sgl_chunk *c = NULL;
+        uint32_t serial;
+        uint16_t type;
+        int conn, fd, k;
+
+        conn = accept(listen_fd, NULL, NULL);
+        if (conn < 0)
+                return 30;
+        /* HELLO, role writer -> WELCOME 1, 4096, 255 */
+        if (raw_recv(conn, buf, &type, &serial, &fd) != 28 || type != 1 || get32(buf + 20) != 2)
+                return 31;
+        le16(p, 1);
+        le32(p + 4, 4096);
+        le32(p + 8, 255);
+        if (raw_send(conn, 64, serial, p, 16) < 0)
+                return 32;
+        /* CLAIM "api-pub", PERSIST, mode 0444 -> CLAIMED, next_seq 1 */
+        if (raw_recv(conn, buf, &type, &serial, &fd) != 36 + 7 || type != 3 ||
+            get32(buf + 16) != 1 || get32(buf + 20) != 0444 || memcmp(buf + 36, "api-pub", 7) != 0)
+                return 33;
+        memset(p, 0, sizeof(p));
+        memcpy(p, daemon_area, 16);
+        le64(p + 24, 1);
+        if (raw_send(conn, 74, serial, p, 32) < 0)
+                return 34;
+        /* PUBLISH_CONTROL with the control page, read-only */
+        if (raw_recv(conn, buf, &type, &serial, &fd) != 16 || type != 4 || fd < 0 ||
+            (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY)
+                return 35;
+        if (sgl_reader_new(0, &r) < 0 || sgl_reader_set_control_consume_fd(r, fd) < 0)
+                return 36;
+        /* PING -> OK */
+        if (raw_recv(conn, buf, &type, &serial, &fd) != 16 || type != 10)
+                return 37;
+        if (raw_send(conn, 65, serial, NULL, 0) < 0)
+                return 38;
+        /* the commit: PUBLISH_SEGMENT seq 1, SEALED */
+        if (raw_recv(conn, buf, &type, &serial, &fd) != 32 || type != 5 || fd < 0 ||
+            get32(buf + 16) != 1 || get32(buf + 24) != 2 ||
+            (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY)
+                return 39;
+        k = sgl_reader_add_segment_consume_fd(r, fd);
+        if (k < 0)
+                return 40;
+        if (sgl_reader_get(r, 42, &c) < 0 || sgl_chunk_size(c) != 9 ||
+            memcmp(sgl_chunk_data(c), "published", 9) != 0)
+                return 41;
+        sgl_chunk_unref(c);
+        sgl_reader_unref(r);
+        /* then the writer goes */
+        if (recv(conn, buf, sizeof(buf), 0) != 0)
+                return 42;
+        return 0;
+}
+
+static void test_publish(void **state) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char address[64];
+        sgl_writer *w = NULL;
+        int lfd, pfd, status;
+        size_t len;
+        pid_t pid;
+
+        assert_int_equal(sgl_writer_get_publish_fd(NULL), -EINVAL);
+        assert_int_equal(sgl_writer_publish_process(NULL), -EINVAL);
+        assert_int_equal(sgl_writer_publish(NULL, "x", NULL, 0, 0, NULL, 0, NULL, 0), -EINVAL);
+        assert_int_equal(sgl_writer_new("api-pub", 0, &w), 0);
+        assert_int_equal(sgl_writer_get_publish_fd(w), -ENOTCONN);
+        assert_int_equal(sgl_writer_publish_process(w), -ENOTCONN);
+        assert_int_equal(sgl_writer_publish(w, "../x", NULL, 0, 0, NULL, 0, NULL, 0), -EINVAL);
+        assert_int_equal(sgl_writer_publish(w, NULL, NULL, SGL_PUBLISH_PERSIST << 1, 0,
+                                            NULL, 0, NULL, 0), -EINVAL);
+
+        snprintf(address, sizeof(address), "@sigillo-test-api-pub-%d", (int)getpid());
+        assert_int_equal(sgl_writer_publish(w, NULL, address, 0, 0444, NULL, 0, NULL, 0),
+                         -ECONNREFUSED);
+
+        len = strlen(address);
+        memcpy(sa.sun_path + 1, address + 1, len - 1);
+        lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&sa,
+                              (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)), 0);
+        assert_int_equal(listen(lfd, 1), 0);
+        fflush(stdout);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(daemon_child(lfd));
+        close(lfd);
+
+        /* NULL name: the writer's own */
+        assert_int_equal(sgl_writer_publish(w, NULL, address, SGL_PUBLISH_PERSIST, 0444,
+                                            NULL, 0, NULL, 0), 0);
+        pfd = sgl_writer_get_publish_fd(w);
+        assert_true(pfd >= 0);
+        assert_int_equal(sgl_writer_publish_process(w), 0);
+        assert_int_equal(sgl_writer_write(w, 42, 0, "published", 9, NULL), 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_int_equal(sgl_writer_publish_process(w), 0);
+
+        /* the daemon checks and reads it, then sees the writer go */
+        assert_null(sgl_writer_unref(w));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_now_ns),
@@ -749,6 +907,7 @@ int main(void) {
                 cmocka_unit_test(test_seal_by_copy),
                 cmocka_unit_test(test_gc),
                 cmocka_unit_test(test_host),
+                cmocka_unit_test(test_publish),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
