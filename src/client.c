@@ -44,7 +44,8 @@ struct sgl_client {
         int epfd;
         int evfd;
         uint32_t serial;
-        int error;               /* why the connection ended, 0 while up */
+        int error;               /* why the connection ended, 0 while up;
+                                  * pending until sgl_client_take_error() */
         pthread_t watcher;
         bool watching;
         bool stop;               /* atomic: tells the watcher to end */
@@ -103,6 +104,8 @@ static int client_recv(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m,
         n = sgl_fdpass_recv(c->sock, buf, SGL_MSG_MAX_SIZE, fd, SGL_MSG_MAX_FDS, &nfds);
         if (n == 0)
                 return -ECONNRESET;
+        if (n == -EBADMSG)
+                return -EPROTO; /* truncated, or descriptors it may not send */
         if (n < 0)
                 return (int)n;
         if (nfds == 0)
@@ -181,6 +184,9 @@ int sgl_client_open(sgl_reader *r, const char *name, const char *address,
                                                     SGL_PROTO_VERSION_MAX, SGL_ROLE_READER));
         if (k >= 0)
                 k = expect(c, buf, &m, &fd, SGL_MSG_WELCOME);
+        if (k >= 0 && (m.welcome.version < SGL_PROTO_VERSION_MIN ||
+                       m.welcome.version > SGL_PROTO_VERSION_MAX))
+                k = -EPROTO; /* a version we did not offer */
         if (k < 0)
                 goto fail;
         k = client_send(c, buf, sgl_msg_build_open(buf, sizeof(buf), ++c->serial,
@@ -224,18 +230,23 @@ fail:
 /*
  * sgl_client_drain() - takes every pushed message without blocking.
  * Returns the number of segments added, or the error that ended the
- * connection (reported once; later calls return 0).
+ * connection.  The error also stays pending for sgl_client_take_error(),
+ * and the socket stays open, shut down (so it polls readable), until then:
+ * an event loop must learn that the host left even if sgl_reader_next()
+ * was the one that met the end.
  */
 int sgl_client_drain(struct sgl_client *c, sgl_reader *r) {
         uint8_t buf[SGL_MSG_MAX_SIZE];
         int added = 0;
 
-        if (c->sock < 0)
-                return 0;
         if (c->evfd >= 0) {
                 uint64_t v;
-                (void)!read(c->evfd, &v, sizeof(v)); /* reset readiness */
+                /* reset readiness, also once the connection is gone: the
+                 * watcher still signals commits to the mapped segments */
+                (void)!read(c->evfd, &v, sizeof(v));
         }
+        if (c->sock < 0 || c->error < 0)
+                return 0;
         for (;;) {
                 struct sgl_msg m;
                 int fd, k;
@@ -255,9 +266,12 @@ int sgl_client_drain(struct sgl_client *c, sgl_reader *r) {
                         case SGL_MSG_RETIRED:
                                 break; /* the log's RETIRE record rules */
                         case SGL_MSG_AREA:
+                                /* the watcher waits on the old page, which
+                                 * the replacement unmaps: stop it first */
+                                sgl_client_stop_watcher(c);
                                 k = sgl_reader_replace_control_consume_fd(r, fd);
-                                if (k >= 0)
-                                        k = sgl_client_restart_watcher(c, r);
+                                if (sgl_client_restart_watcher(c, r) < 0 && k >= 0)
+                                        k = -EAGAIN;
                                 break;
                         case SGL_MSG_GONE:
                                 k = -ENOENT;
@@ -270,13 +284,27 @@ int sgl_client_drain(struct sgl_client *c, sgl_reader *r) {
                 if (k < 0) {
                         /* the host broke the protocol or left: hang up,
                          * keep what is mapped */
-                        if (c->epfd >= 0)
-                                epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
-                        c->sock = sgl_close(c->sock);
+                        (void)shutdown(c->sock, SHUT_RDWR);
                         c->error = k;
                         return k;
                 }
         }
+}
+
+/*
+ * sgl_client_take_error() - the error that ended the connection, once; then
+ * the socket is closed and leaves the pollable descriptor.  0 while the
+ * connection is up or once the error was taken.
+ */
+int sgl_client_take_error(struct sgl_client *c) {
+        int k = c->error;
+
+        if (k >= 0 || c->sock < 0)
+                return 0;
+        if (c->epfd >= 0)
+                epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+        c->sock = sgl_close(c->sock);
+        return k;
 }
 
 static void *watcher_main(void *userdata) {

@@ -17,6 +17,7 @@ int sgl_client_open(sgl_reader *r, const char *name, const char *address,
                     bool trusted, struct sgl_client **ret);
 void sgl_client_free(struct sgl_client *c);
 int sgl_client_drain(struct sgl_client *c, sgl_reader *r);
+int sgl_client_take_error(struct sgl_client *c);
 int sgl_client_get_fd(struct sgl_client *c, sgl_reader *r, bool trusted);
 void sgl_client_stop_watcher(struct sgl_client *c);
 int sgl_client_restart_watcher(struct sgl_client *c, sgl_reader *r);

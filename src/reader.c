@@ -707,11 +707,16 @@ _public_ int sgl_reader_get_fd(sgl_reader *r) {
  * what is mapped stays readable.
  */
 _public_ int sgl_reader_process(sgl_reader *r) {
+        int k, e;
+
         if (!r)
                 return -EINVAL;
         if (!r->client)
                 return -ENOTCONN;
-        return sgl_client_drain(r->client, r);
+        k = sgl_client_drain(r->client, r);
+        /* the end of the connection, whoever met it first, is told once */
+        e = sgl_client_take_error(r->client);
+        return k < 0 ? k : e < 0 ? e : k;
 }
 
 /**

@@ -13,8 +13,17 @@
  *   sgl_msg_parse(); any violation closes the connection at once.
  * - Only read-only descriptions are ever sent (the writer's ro_fd).
  * - Nothing blocks: sockets are non-blocking, replies that do not fit are
- *   queued, and a peer whose queue reaches HOST_MAX_QUEUE is disconnected,
- *   so a reader that never reads costs bounded memory and never a stall.
+ *   queued, and a peer whose queue holds HOST_MAX_QUEUE messages more than
+ *   a whole OPEN reply (one per live segment, plus two) is disconnected, so
+ *   a reader that never reads costs bounded memory and never a stall.
+ * - Readers that do not read cannot run the writer out of descriptors:
+ *   a queued message holds none (a SEGMENT names its seq and an AREA the
+ *   control page; the descriptor is looked up when the message is sent);
+ *   descriptors in flight, which the kernel charges to the sender's uid
+ *   against its RLIMIT_NOFILE (ETOOMANYREFS past it, for every
+ *   connection), are bounded by the smallest SO_SNDBUF on each connection
+ *   (a handful of messages) and by capping connections at an eighth of
+ *   RLIMIT_NOFILE (at most HOST_MAX_CONNS).
  * - The host owns the writer's segment callback while it lives (it chains
  *   to the one set before).
  */
@@ -23,6 +32,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,9 +48,17 @@
 #define HOST_MAX_GROUPS 64
 #define HOST_READS_PER_ROUND 16
 
+/* What descriptor goes with a message: looked up only when it is sent. */
+enum out_fd {
+        OUT_NONE,
+        OUT_SEGMENT,             /* the live segment outmsg.seq, if any */
+        OUT_CONTROL,             /* a new descriptor of the control page */
+};
+
 struct outmsg {
         size_t len;
-        int fd;
+        enum out_fd what;
+        uint64_t seq;
         uint8_t *buf;
 };
 
@@ -54,15 +72,17 @@ struct host_conn {
         uint32_t role;
         bool trusted;
         bool subscribed;
-        struct outmsg *q;        /* ring of HOST_MAX_QUEUE */
+        struct outmsg *q;        /* ring of qsize, grown on demand */
         size_t qhead;
         size_t qlen;
+        size_t qsize;
 };
 
 struct sgl_host {
         unsigned n_ref;
         sgl_writer *w;
         int listen_fd;
+        int spare_fd;            /* given up to refuse a peer at EMFILE */
         int epfd;
         char *path;              /* to unlink; NULL for abstract names */
         struct host_conn **conns;
@@ -100,11 +120,8 @@ int sgl_sockaddr_from_string(const char *address, struct sockaddr_un *sa,
 static void conn_free(struct host_conn *c) {
         if (!c)
                 return;
-        for (size_t i = 0; i < c->qlen; i++) {
-                struct outmsg *m = &c->q[(c->qhead + i) % HOST_MAX_QUEUE];
-                sgl_close(m->fd);
-                free(m->buf);
-        }
+        for (size_t i = 0; i < c->qlen; i++)
+                free(c->q[(c->qhead + i) % c->qsize].buf);
         free(c->q);
         sgl_close(c->fd);
         free(c);
@@ -130,22 +147,43 @@ static int conn_watch_out(sgl_host *h, struct host_conn *c, bool out) {
 static int conn_flush(sgl_host *h, struct host_conn *c) {
         while (c->qlen > 0) {
                 struct outmsg *m = &c->q[c->qhead];
-                ssize_t n = sgl_fdpass_send(c->fd, m->buf, m->len, &m->fd, m->fd >= 0);
-                if (n == -EAGAIN)
-                        return conn_watch_out(h, c, true);
-                if (n < 0)
-                        return (int)n;
-                m->fd = sgl_close(m->fd);
+                _cleanup_close_ int owned = -1;
+                int fd = -1;
+                ssize_t n;
+
+                if (m->what == OUT_CONTROL) {
+                        fd = owned = sgl_writer_control_fd(h->w);
+                        if (fd < 0)
+                                return fd;
+                } else if (m->what == OUT_SEGMENT) {
+                        struct sgl_wseg *s = sgl_writer_find_seg(h->w, m->seq);
+                        /* retired since it was queued: its live chunks were
+                         * relocated into a later segment, which a subscriber
+                         * is sent after this; a one-shot OPEN would miss
+                         * them, so it ends instead */
+                        if (!s && !c->subscribed)
+                                return -ESTALE;
+                        fd = s ? s->ro_fd : -1;
+                }
+                if (m->what != OUT_SEGMENT || fd >= 0) {
+                        n = sgl_fdpass_send(c->fd, m->buf, m->len, &fd, fd >= 0);
+                        if (n == -EAGAIN)
+                                return conn_watch_out(h, c, true);
+                        if (n < 0)
+                                return (int)n;
+                }
                 free(m->buf);
-                c->qhead = (c->qhead + 1) % HOST_MAX_QUEUE;
+                c->qhead = (c->qhead + 1) % c->qsize;
                 c->qlen--;
         }
         return conn_watch_out(h, c, false);
 }
 
-/* Sends one message now or queues it (with a dup of @fd).  -ENOBUFS when
- * the peer's queue is full: the caller disconnects it. */
-static int conn_send(sgl_host *h, struct host_conn *c, const void *buf, size_t len, int fd) {
+/* Sends one message now (with @fd) or queues it (noting @what and @seq,
+ * never a descriptor).  -ENOBUFS when the peer's queue is full: the caller
+ * disconnects it. */
+static int conn_send(sgl_host *h, struct host_conn *c, const void *buf, size_t len, int fd,
+                     enum out_fd what, uint64_t seq) {
         struct outmsg *m;
         ssize_t n;
 
@@ -156,27 +194,29 @@ static int conn_send(sgl_host *h, struct host_conn *c, const void *buf, size_t l
                 if (n != -EAGAIN)
                         return (int)n;
         }
-        if (c->qlen >= HOST_MAX_QUEUE)
+        /* room for a whole OPEN (or STAT) reply, and HOST_MAX_QUEUE more */
+        if (c->qlen >= HOST_MAX_QUEUE + h->w->nsegs + 2)
                 return -ENOBUFS;
-        if (!c->q) {
-                c->q = calloc(HOST_MAX_QUEUE, sizeof(*c->q));
-                if (!c->q)
+        if (c->qlen == c->qsize) {
+                size_t size = c->qsize ? c->qsize * 2 : 16;
+                struct outmsg *q = malloc(size * sizeof(*q));
+                if (!q)
                         return -ENOMEM;
+                for (size_t i = 0; i < c->qlen; i++)
+                        q[i] = c->q[(c->qhead + i) % c->qsize];
+                free(c->q);
+                c->q = q;
+                c->qhead = 0;
+                c->qsize = size;
         }
-        m = &c->q[(c->qhead + c->qlen) % HOST_MAX_QUEUE];
+        m = &c->q[(c->qhead + c->qlen) % c->qsize];
         m->buf = malloc(len);
         if (!m->buf)
                 return -ENOMEM;
         memcpy(m->buf, buf, len);
         m->len = len;
-        m->fd = -1;
-        if (fd >= 0) {
-                m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-                if (m->fd < 0) {
-                        free(m->buf);
-                        return sgl_negerrno();
-                }
-        }
+        m->what = fd >= 0 ? what : OUT_NONE;
+        m->seq = seq;
         c->qlen++;
         return conn_watch_out(h, c, true);
 }
@@ -214,7 +254,7 @@ static void replay_segment(void *userdata, uint64_t seq, sgl_segment_event ev, i
         if (rp->err < 0 || (ev == SGL_SEGMENT_OPENED && !rp->c->trusted))
                 return;
         n = sgl_msg_build_segment(buf, sizeof(buf), rp->serial, seq, ev);
-        rp->err = n < 0 ? (int)n : conn_send(rp->h, rp->c, buf, (size_t)n, fd);
+        rp->err = n < 0 ? (int)n : conn_send(rp->h, rp->c, buf, (size_t)n, fd, OUT_SEGMENT, seq);
 }
 
 static bool name_is_ours(const sgl_host *h, const char *name, size_t len) {
@@ -234,11 +274,11 @@ static int send_info(sgl_host *h, struct host_conn *c, uint32_t serial) {
                                     SGL_INFO_WRITER_PRESENT, readers, st.segments,
                                     st.bytes_used, st.bytes_live, h->w->name,
                                     strlen(h->w->name));
-        return n < 0 ? (int)n : conn_send(h, c, buf, (size_t)n, -1);
+        return n < 0 ? (int)n : conn_send(h, c, buf, (size_t)n, -1, OUT_NONE, 0);
 }
 
 static int send_simple(sgl_host *h, struct host_conn *c, ssize_t n, const uint8_t *buf) {
-        return n < 0 ? (int)n : conn_send(h, c, buf, (size_t)n, -1);
+        return n < 0 ? (int)n : conn_send(h, c, buf, (size_t)n, -1, OUT_NONE, 0);
 }
 
 static int send_error(sgl_host *h, struct host_conn *c, uint32_t serial, int err) {
@@ -267,7 +307,7 @@ static int handle_open(sgl_host *h, struct host_conn *c, const struct sgl_msg *m
                                SGL_AREA_WRITER_PRESENT);
         if (n < 0)
                 return (int)n;
-        r = conn_send(h, c, buf, (size_t)n, ctl);
+        r = conn_send(h, c, buf, (size_t)n, ctl, OUT_CONTROL, 0);
         if (r < 0)
                 return r;
 
@@ -301,7 +341,7 @@ static void info_segment(void *userdata, uint64_t seq, sgl_segment_event ev, int
         }
         n = sgl_msg_build_segment_info(buf, sizeof(buf), rp->serial, seq, (uint64_t)st.st_size,
                                        (uint32_t)seals, ev);
-        rp->err = n < 0 ? (int)n : conn_send(rp->h, rp->c, buf, (size_t)n, -1);
+        rp->err = n < 0 ? (int)n : conn_send(rp->h, rp->c, buf, (size_t)n, -1, OUT_NONE, 0);
 }
 
 static int dispatch(sgl_host *h, struct host_conn *c, const struct sgl_msg *m) {
@@ -399,18 +439,47 @@ static void peer_credentials(struct host_conn *c) {
                         c->gids[c->ngids++] = groups[i];
 }
 
+/* An eighth of the descriptors this process may have, at most
+ * HOST_MAX_CONNS: with the smallest SO_SNDBUF (about 6 messages in flight
+ * each) the connections' sockets and in-flight descriptors stay well
+ * below RLIMIT_NOFILE. */
+static size_t max_conns(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+            rl.rlim_cur / 8 >= HOST_MAX_CONNS)
+                return HOST_MAX_CONNS;
+        return MAX((size_t)rl.rlim_cur / 8, 1);
+}
+
 static void host_accept(sgl_host *h) {
+        size_t limit = max_conns();
+
         for (;;) {
                 struct epoll_event ev = { .events = EPOLLIN };
                 struct host_conn *c, **a;
                 int fd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int one = 1;
 
+                if (fd < 0 && (errno == EMFILE || errno == ENFILE) && h->spare_fd >= 0) {
+                        /* out of descriptors: the pending peer would keep
+                         * the listener readable and an event loop spinning;
+                         * free the spare, take the peer and hang up on it */
+                        h->spare_fd = sgl_close(h->spare_fd);
+                        fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                        sgl_close(fd);
+                        h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                        continue;
+                }
                 if (fd < 0)
-                        return; /* EAGAIN, or out of descriptors: try next round */
-                if (h->nconns >= HOST_MAX_CONNS) {
+                        return; /* EAGAIN (or no spare to give up) */
+                if (h->nconns >= limit) {
                         close(fd);
                         continue;
                 }
+                /* the kernel's minimum: what does not fit waits in our
+                 * queue, without a descriptor */
+                (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
                 a = realloc(h->conns, (h->nconns + 1) * sizeof(*a));
                 c = calloc(1, sizeof(*c));
                 if (!a || !c) {
@@ -446,7 +515,7 @@ static void host_segment_event(void *userdata, uint64_t seq, sgl_segment_event e
         for (size_t i = 0; n > 0 && i < h->nconns;) {
                 struct host_conn *c = h->conns[i];
                 if (!c->subscribed || (ev == SGL_SEGMENT_OPENED && !c->trusted) ||
-                    conn_send(h, c, buf, (size_t)n, fd) >= 0) {
+                    conn_send(h, c, buf, (size_t)n, fd, OUT_SEGMENT, seq) >= 0) {
                         i++;
                         continue;
                 }
@@ -461,15 +530,17 @@ static void host_segment_event(void *userdata, uint64_t seq, sgl_segment_event e
  * sgl_reader_open() it without a daemon.
  * @w: the writer (the host takes a reference and its segment callback,
  *     chaining to the one set before)
- * @address: a filesystem path (an existing socket file there is replaced) or
- *           "@name" for the abstract namespace
+ * @address: a filesystem path (a stale socket file there, one nobody
+ *           listens on, is replaced) or "@name" for the abstract namespace
  * @ret: the new host
  *
  * Readers are served as sgl_host_process() runs; drive it from an event loop
  * with sgl_host_get_fd().  By default only the writer's own uid (and root)
- * may read: see sgl_host_set_access().
+ * may read: see sgl_host_set_access().  At most RLIMIT_NOFILE / 8 clients
+ * (and never more than 1024) are connected at a time: raise RLIMIT_NOFILE
+ * for more.
  *
- * Return: 0 or -errno (-EADDRINUSE when another process serves @address).
+ * Return: 0 or -errno (-EADDRINUSE when a live socket is at @address).
  */
 _public_ int sgl_host_new(sgl_writer *w, const char *address, sgl_host **ret) {
         struct epoll_event ev = { .events = EPOLLIN };
@@ -487,6 +558,7 @@ _public_ int sgl_host_new(sgl_writer *w, const char *address, sgl_host **ret) {
         if (!h)
                 return -ENOMEM;
         *h = (sgl_host) { .n_ref = 1, .listen_fd = -1, .epfd = -1, .mode = 0400 };
+        h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
         h->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (h->listen_fd < 0)
@@ -496,7 +568,14 @@ _public_ int sgl_host_new(sgl_writer *w, const char *address, sgl_host **ret) {
                 /* replace a stale socket file, never anything else */
                 if (lstat(address, &st) == 0 && S_ISSOCK(st.st_mode)) {
                         int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, salen) == 0;
+                        bool live;
+
+                        if (probe < 0)
+                                goto fail_errno;
+                        /* only ECONNREFUSED says nobody listens: a live
+                         * socket of another type answers EPROTOTYPE */
+                        live = connect(probe, (struct sockaddr *)&sa, salen) == 0 ||
+                               errno != ECONNREFUSED;
                         sgl_close(probe);
                         if (live) {
                                 r = -EADDRINUSE;
@@ -535,6 +614,7 @@ fail:
         free(h->path);
         h->path = NULL;
         sgl_close(h->listen_fd);
+        sgl_close(h->spare_fd);
         sgl_close(h->epfd);
         free(h);
         return r;
@@ -574,6 +654,7 @@ _public_ sgl_host *sgl_host_unref(sgl_host *h) {
                 unlink(h->path);
         free(h->path);
         sgl_close(h->listen_fd);
+        sgl_close(h->spare_fd);
         sgl_close(h->epfd);
         free(h->uids);
         free(h->gids);
@@ -638,8 +719,8 @@ _public_ int sgl_host_get_fd(sgl_host *h) {
  * @h: the host
  *
  * A client that breaks the protocol, sends descriptors it may not, or lets
- * HOST_MAX_QUEUE replies pile up is disconnected; that is not an error of
- * the host.
+ * HOST_MAX_QUEUE messages beyond a whole OPEN reply pile up is
+ * disconnected; that is not an error of the host.
  *
  * Return: the number of events handled (0 if none was pending) or -errno.
  */

@@ -35,14 +35,22 @@
  *    HELLO, PING, OPEN, and a PUBLISH_SEGMENT (carries one, but an
  *    embedded host takes no writer).
  *  - flood_253_fds: 32 connections sending 253-descriptor messages as fast
- *    as the kernel takes them, while the legitimate readers keep getting
- *    commits.
+ *    as the kernel takes them (as root; otherwise 16 rounds of 2, since
+ *    descriptors in flight count against the uid), while the legitimate
+ *    readers keep getting commits.
  *  - ten_thousand_connections: 10,000 connections opened and dropped in
  *    batches of 500 (some after HELLO, some after garbage), under 15 s.
- *  - open_and_never_read: 8 peers that send HELLO+OPEN(SUBSCRIBE) and never
- *    read while the writer commits: every commit succeeds in bounded time
- *    (the host must not hold a descriptor per queued message: with 1024
- *    descriptors the writer would run out), and all 8 are dropped.
+ *  - idle_connections: 1100 connections that never say a word (more than
+ *    the writer's 1024 descriptors): the host takes only as many as leave
+ *    the writer room (its descriptor count stays below RLIMIT_NOFILE), the
+ *    legitimate readers keep getting commits.
+ *  - open_and_never_read: 8 peers that send HELLO+OPEN(SUBSCRIBE) (half of
+ *    them TRUSTED) and 4 that send eight one-shot OPENs, none of which ever
+ *    reads, while the writer commits in batches of 100: every commit
+ *    succeeds in bounded time, at every step each client costs the writer
+ *    at most one descriptor (its socket; queued messages hold none), the
+ *    legitimate readers get every chunk, and all 8 subscribers are
+ *    disconnected (the host hangs up: POLLHUP on their sockets).
  *
  * Against the client (the reader process is this one; tu_count_fds()
  * before and after every sgl_reader_open() and sgl_reader_unref()), a fake
@@ -52,16 +60,24 @@
  *    wrong serial or an unknown version, an ERROR, a request type, AREA
  *    without a descriptor, with two, with 253, with a pipe, with an unsealed
  *    memfd, SEGMENT with an unsealed memfd, with the writer's open segment
- *    for a STRICT reader, with a pipe, from another area, SYNCED with a
- *    wrong serial, an oversized message, silence (-ETIMEDOUT): each open
- *    fails with -EPROTO or the descriptor check's errno, never crashes,
- *    leaks nothing.
+ *    for a STRICT reader, with a pipe, from another area, a push before
+ *    SYNCED, SYNCED with a wrong serial, end of file before SYNCED, an
+ *    oversized message, silence (-ETIMEDOUT in about 5 s): each open fails
+ *    with -EPROTO (-ECONNRESET, -ETIMEDOUT, the host's ERROR) or the
+ *    descriptor check's errno, never crashes, leaks nothing.
  *  - fake_host_push_garbage / fake_host_push_bad_segment: after a good open
  *    the host pushes garbage or a pipe: sgl_reader_process() reports it
  *    once, what was mapped stays readable byte-exact, nothing leaks.
  *  - fake_host_push_area_trusted: a pushed AREA (a new control page, as
  *    after a takeover) to a TRUSTED reader whose watcher thread runs: no
  *    crash, and the fd still fires on the next commit.
+ *  - fake_host_gone_writer_commits: the host hangs up while its writer
+ *    lives on and commits into the open segment: the TRUSTED reader's fd
+ *    fires (watcher), the chunk is read from the mapping, and after
+ *    sgl_reader_process() the fd is quiet again (not readable forever).
+ *  - fake_host_push_area_other: a pushed AREA with another area's control
+ *    page ends the connection with -EXDEV (once); the reader keeps its own
+ *    control page, and its watcher still reports the writer's commits.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -1098,26 +1114,35 @@ static void flood_253_fds(void **state) {
         uint8_t buf[SGL_MSG_MAX_SIZE];
         int fds[253], conns[32], devnull;
         size_t len = build_hello(buf, 1, 1, 1, SGL_ROLE_READER);
+        /* descriptors in flight count against our uid's RLIMIT_NOFILE
+         * unless we are root: stay far below it, not to starve other tests
+         * of this uid running at the same time */
+        int per_conn = tu_is_root() ? 64 : 1, nconns = tu_is_root() ? 32 : 2;
+        int rounds = tu_is_root() ? 1 : 16;
         uint64_t sent = 0;
 
         devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         assert_true(devnull >= 0);
         for (int i = 0; i < 253; i++)
                 fds[i] = devnull;
-        for (int i = 0; i < 32; i++) {
-                conns[i] = raw_connect(G.address);
-                for (int k = 0; k < 64; k++) {
-                        ssize_t n = raw_send_fds(conns[i], buf, len, fds, 253, MSG_DONTWAIT);
-                        if (n < 0)
-                                break; /* full, or already hung up on */
-                        sent++;
+        for (int round = 0; round < rounds; round++) {
+                for (int i = 0; i < nconns; i++) {
+                        conns[i] = raw_connect(G.address);
+                        for (int k = 0; k < per_conn; k++) {
+                                ssize_t n = raw_send_fds(conns[i], buf, len, fds, 253,
+                                                         MSG_DONTWAIT);
+                                if (n < 0)
+                                        break; /* full, or already hung up on */
+                                sent++;
+                        }
                 }
+                /* the host keeps serving while the attackers are connected */
+                if (round == 0)
+                        commit_and_check(3);
+                for (int i = 0; i < nconns; i++)
+                        expect_closed(conns[i], 0, 0);
         }
-        assert_true(sent >= 32);
-        /* the host keeps serving while the attackers are connected */
-        commit_and_check(3);
-        for (int i = 0; i < 32; i++)
-                expect_closed(conns[i], 0, 0);
+        assert_true(sent >= (uint64_t)(nconns * rounds));
         close(devnull);
         after_attack();
 }
@@ -1129,22 +1154,28 @@ static void ten_thousand_connections(void **state) {
         uint64_t t0 = mono_ns(), dt;
 
         for (int b = 0; b < TOTAL / BATCH; b++) {
+                /* sends may fail: past its connection limit the host
+                 * accepts and closes at once */
                 for (int i = 0; i < BATCH; i++) {
                         conns[i] = raw_connect(G.address);
                         switch (i % 4) {
                         case 0:
-                                raw_send(conns[i], buf, build_hello(buf, 1, 1, 1,
-                                                                    SGL_ROLE_READER));
+                                (void)raw_send_fds(conns[i], buf,
+                                                   build_hello(buf, 1, 1, 1, SGL_ROLE_READER),
+                                                   NULL, 0, MSG_DONTWAIT);
                                 break;
                         case 1:
                                 memset(buf, 0xa5, 64);
                                 (void)raw_send_fds(conns[i], buf, 64, NULL, 0, MSG_DONTWAIT);
                                 break;
                         case 2:
-                                raw_send(conns[i], buf, build_hello(buf, 1, 1, 1,
-                                                                    SGL_ROLE_READER));
-                                raw_send(conns[i], buf, build_open(buf, 2, SGL_OPEN_SUBSCRIBE,
-                                                                   AREA, strlen(AREA)));
+                                (void)raw_send_fds(conns[i], buf,
+                                                   build_hello(buf, 1, 1, 1, SGL_ROLE_READER),
+                                                   NULL, 0, MSG_DONTWAIT);
+                                (void)raw_send_fds(conns[i], buf,
+                                                   build_open(buf, 2, SGL_OPEN_SUBSCRIBE, AREA,
+                                                              strlen(AREA)),
+                                                   NULL, 0, MSG_DONTWAIT);
                                 break;
                         default:
                                 break; /* connect and say nothing */
@@ -1161,14 +1192,56 @@ static void ten_thousand_connections(void **state) {
         assert_true(dt < 15ULL * 1000000000ULL);
 }
 
-static void open_and_never_read(void **state) {
-        enum { PEERS = 8 };
-        uint8_t buf[SGL_MSG_MAX_SIZE];
-        int peers[PEERS];
-        uint64_t max_ns = 0, total_ns = 0;
-        int batches = 0;
-        int64_t conns = 0;
+static void idle_connections(void **state) {
+        struct rlimit rl;
+        int idle = 1100;
+        int *conns;
+        struct rep r;
 
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_cur < (rlim_t)idle + 200)
+                idle = (int)rl.rlim_cur - 200;
+        assert_true(idle > 2 * WRITER_NOFILE / 8);
+        conns = calloc((size_t)idle, sizeof(int));
+
+        /* more idle connections than the writer has descriptors: they may
+         * be refused, but must never cost the writer a commit */
+        assert_non_null(conns);
+        for (int i = 0; i < idle; i++)
+                conns[i] = raw_connect(G.address);
+        r = cmd_call(&G.writer, W_STATUS, UINT64_MAX, 0, 0);
+        print_message("%d idle connections: the host holds %" PRId64 ", %" PRIu64
+                      " descriptors\n", idle, r.ret, r.v[0]);
+        assert_true(r.v[0] < WRITER_NOFILE);
+        commit_and_check(2);
+        for (int i = 0; i < idle; i++)
+                close(conns[i]);
+        free(conns);
+        after_attack();
+}
+
+/* The writer's descriptors beyond its baseline, with @conns clients in all:
+ * each client may cost its socket, nothing more. */
+static void check_cost_per_client(void) {
+        struct rep r = cmd_call(&G.writer, W_STATUS, UINT64_MAX, 0, 0);
+
+        assert_true(r.v[0] - r.v[1] <= G.baseline + (uint64_t)r.ret - 2);
+}
+
+/* Whether the host hung up on @fd (seen even with unread messages). */
+static bool hung_up(int fd) {
+        struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+        return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP);
+}
+
+static void open_and_never_read(void **state) {
+        enum { PEERS = 8, REPEATERS = 4 };
+        uint8_t buf[SGL_MSG_MAX_SIZE];
+        int peers[PEERS + REPEATERS];
+        uint64_t max_ns = 0, total_ns = 0;
+        int batches = 0, dropped = 0;
+
+        /* subscribers that never read, half of them TRUSTED */
         for (int i = 0; i < PEERS; i++) {
                 peers[i] = raw_connect(G.address);
                 raw_send(peers[i], buf, build_hello(buf, 1, 1, 1, SGL_ROLE_READER));
@@ -1176,7 +1249,19 @@ static void open_and_never_read(void **state) {
                                                    (i % 2 ? SGL_OPEN_TRUSTED : 0),
                                                    AREA, strlen(AREA)));
         }
-        assert_int_equal(cmd_call(&G.writer, W_STATUS, 2 + PEERS, 5000, 0).ret, 2 + PEERS);
+        /* and one-shot OPENs, again and again, never read: each asks for a
+         * descriptor per live segment */
+        for (int i = PEERS; i < PEERS + REPEATERS; i++) {
+                peers[i] = raw_connect(G.address);
+                raw_send(peers[i], buf, build_hello(buf, 1, 1, 1, SGL_ROLE_READER));
+                for (uint32_t k = 0; k < 8; k++)
+                        (void)raw_send_fds(peers[i], buf,
+                                           build_open(buf, 2 + k, 0, AREA, strlen(AREA)),
+                                           NULL, 0, MSG_DONTWAIT);
+        }
+        assert_true(cmd_call(&G.writer, W_STATUS, 2 + PEERS + REPEATERS, 2000, 0).ret >=
+                    2 + PEERS);
+        check_cost_per_client();
 
         while (batches < 40) {
                 struct rep r;
@@ -1187,7 +1272,6 @@ static void open_and_never_read(void **state) {
                 assert_int_equal(r.ret, 0);
                 max_ns = r.v[0] > max_ns ? r.v[0] : max_ns;
                 total_ns += r.v[1];
-                conns = (int64_t)r.v[2];
                 G.last_id += 100;
                 batches++;
                 for (int i = 0; i < 2; i++) {
@@ -1197,18 +1281,23 @@ static void open_and_never_read(void **state) {
                         assert_int_equal(r.v[2], 0);
                         assert_int_equal(r.v[3], 0);
                 }
-                if (conns == 2)
+                check_cost_per_client();
+                dropped = 0;
+                for (int i = 0; i < PEERS; i++)
+                        dropped += hung_up(peers[i]);
+                if (dropped == PEERS)
                         break;
         }
-        print_message("%d commits until the stalled peers were dropped: %" PRIu64
+        print_message("%d commits until the stalled subscribers were dropped: %" PRIu64
                       " ms, slowest %" PRIu64 " us\n", batches * 100, total_ns / 1000000,
                       max_ns / 1000);
-        assert_int_equal(conns, 2);
+        /* every stalled subscriber is disconnected (one-shot OPENs get no
+         * pushes: they stay, their replies queued, until they hang up) */
+        assert_int_equal(dropped, PEERS);
         assert_true(max_ns < 1000000000ULL);
-        for (int i = 0; i < PEERS; i++)
+        for (int i = 0; i < PEERS + REPEATERS; i++)
                 close(peers[i]);
         check_readers_get(G.last_id);
-        assert_int_equal(writer_fd_metric(2), G.baseline);
         after_attack();
 }
 
@@ -1235,6 +1324,7 @@ enum scenario {
         F_SEG_OTHER_AREA,
         F_SEG_PUSH_BEFORE_SYNCED,
         F_SYNCED_WRONG_SERIAL,
+        F_CLOSE_BEFORE_SYNCED,
         F_SILENCE,
         F_GOOD,                  /* a good open, then pushes (below) */
 };
@@ -1244,6 +1334,8 @@ enum push {
         P_GARBAGE,
         P_BAD_SEGMENT,
         P_AREA,
+        P_CLOSE_THEN_COMMIT,
+        P_AREA_OTHER,
 };
 
 struct fparams {
@@ -1473,6 +1565,12 @@ static int fake_host_main(void *userdata) {
                                                                   SGL_MSG_EVENT_SEALED),
                                      a.sealed) == 0);
                 return wait_hangup(c) == 0 ? 0 : 64;
+        case F_CLOSE_BEFORE_SYNCED:
+                TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_segment(buf, sizeof(buf), open_serial,
+                                                                  1, SGL_MSG_EVENT_SEALED),
+                                     a.sealed) == 0);
+                close(c);
+                return 0;
         case F_SYNCED_WRONG_SERIAL:
                 TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_segment(buf, sizeof(buf), open_serial,
                                                                   1, SGL_MSG_EVENT_SEALED),
@@ -1522,6 +1620,28 @@ static int fake_host_main(void *userdata) {
                 TU_CHILD_CHECK(sgl_writer_commit(a.w) == 0);
                 break;
         }
+        case P_CLOSE_THEN_COMMIT:
+        case P_AREA_OTHER:
+                if (p->push == P_AREA_OTHER) {
+                        /* another area's control page: the reader must
+                         * refuse it and keep the one it has */
+                        uint8_t id[16];
+                        int ctl2 = sgl_writer_control_fd(a.other);
+                        TU_CHILD_CHECK(ctl2 >= 0 && pread(ctl2, id, 16, 16) == 16);
+                        TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_area(buf, sizeof(buf), 0,
+                                                                       id, 1), ctl2) == 0);
+                        close(ctl2);
+                        TU_CHILD_CHECK(wait_hangup(c) == 0);
+                }
+                /* the host goes away, the writer lives on and commits */
+                close(c);
+                TU_CHILD_CHECK(send(p->ctl, "a", 1, 0) == 1);
+                TU_CHILD_CHECK(ctl_step(p->ctl) == 'c');
+                payload_fill(buf, 3, 0);
+                TU_CHILD_CHECK(sgl_writer_write(a.w, 3, 0, buf, payload_size(3, 0), NULL) == 0);
+                TU_CHILD_CHECK(sgl_writer_commit(a.w) == 0);
+                TU_CHILD_CHECK(send(p->ctl, "d", 1, 0) == 1);
+                return 0;
         default:
                 break;
         }
@@ -1601,12 +1721,14 @@ static void fake_host_bad_area(void **state) {
 }
 
 static void fake_host_bad_segment(void **state) {
+        fake_host_open_fails(F_SEG_UNSEALED, false, -ENOLCK);
         fake_host_open_fails(F_SEG_UNSEALED, true, -ENOLCK);
         fake_host_open_fails(F_SEG_OPEN_FOR_STRICT, false, -EACCES);
         fake_host_open_fails(F_SEG_PIPE, false, -EMEDIUMTYPE);
         fake_host_open_fails(F_SEG_OTHER_AREA, false, -EXDEV);
         fake_host_open_fails(F_SEG_PUSH_BEFORE_SYNCED, false, -EPROTO);
         fake_host_open_fails(F_SYNCED_WRONG_SERIAL, true, -EPROTO);
+        fake_host_open_fails(F_CLOSE_BEFORE_SYNCED, false, -ECONNRESET);
 }
 
 static void fake_host_silence(void **state) {
@@ -1664,6 +1786,31 @@ static void fake_host_push(enum push push, bool trusted, int expect) {
                 assert_int_equal(sgl_chunk_id(x), 3);
                 assert_true(payload_ok(x, &gen));
                 x = sgl_chunk_unref(x);
+        } else if (push == P_CLOSE_THEN_COMMIT || push == P_AREA_OTHER) {
+                if (push == P_AREA_OTHER) {
+                        assert_int_equal(poll(&pfd, 1, 5000), 1);
+                        assert_int_equal(sgl_reader_process(r), expect);
+                }
+                assert_int_equal(recv(ctl, &c, 1, 0), 1);
+                assert_int_equal(c, 'a');
+                if (push == P_CLOSE_THEN_COMMIT) {
+                        assert_int_equal(poll(&pfd, 1, 5000), 1);
+                        assert_int_equal(sgl_reader_process(r), -ECONNRESET);
+                }
+                assert_int_equal(sgl_reader_process(r), 0);
+                assert_int_equal(poll(&pfd, 1, 150), 0);
+                /* the watcher still reports commits into the open segment,
+                 * and sgl_reader_process() still quiets the fd after one */
+                assert_int_equal(send(ctl, "c", 1, 0), 1);
+                assert_int_equal(recv(ctl, &c, 1, 0), 1);
+                assert_int_equal(c, 'd');
+                assert_int_equal(poll(&pfd, 1, 5000), 1);
+                assert_int_equal(sgl_reader_process(r), 0);
+                assert_int_equal(sgl_reader_next(r, &x), 0);
+                assert_int_equal(sgl_chunk_id(x), 3);
+                assert_true(payload_ok(x, &gen));
+                x = sgl_chunk_unref(x);
+                assert_int_equal(poll(&pfd, 1, 150), 0);
         } else {
                 assert_int_equal(recv(ctl, &c, 1, 0), 1);
                 assert_int_equal(c, 'd');
@@ -1697,6 +1844,14 @@ static void fake_host_push_area_trusted(void **state) {
         fake_host_push(P_AREA, true, 0);
 }
 
+static void fake_host_gone_writer_commits(void **state) {
+        fake_host_push(P_CLOSE_THEN_COMMIT, true, 0);
+}
+
+static void fake_host_push_area_other(void **state) {
+        fake_host_push(P_AREA_OTHER, true, -EXDEV);
+}
+
 int main(void) {
         const struct CMUnitTest host_tests[] = {
                 cmocka_unit_test(host_answers_raw_client),
@@ -1708,6 +1863,7 @@ int main(void) {
                 cmocka_unit_test(fds_on_messages_without_fds),
                 cmocka_unit_test(flood_253_fds),
                 cmocka_unit_test(ten_thousand_connections),
+                cmocka_unit_test(idle_connections),
                 cmocka_unit_test(open_and_never_read),
         };
         const struct CMUnitTest client_tests[] = {
@@ -1719,11 +1875,20 @@ int main(void) {
                 cmocka_unit_test(fake_host_push_garbage),
                 cmocka_unit_test(fake_host_push_bad_segment),
                 cmocka_unit_test(fake_host_push_area_trusted),
+                cmocka_unit_test(fake_host_gone_writer_commits),
+                cmocka_unit_test(fake_host_push_area_other),
         };
+        struct rlimit rl;
         int failed;
 
+        /* the attacker wants more descriptors than the writer may have */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 &&
+            rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
         signal(SIGPIPE, SIG_IGN);
-        tu_watchdog(120);
+        tu_watchdog(60);
         failed = cmocka_run_group_tests_name("hostile clients vs the embedded host", host_tests,
                                              group_setup, group_teardown);
         failed += cmocka_run_group_tests_name("a hostile host vs the client", client_tests,

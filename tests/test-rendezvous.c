@@ -18,8 +18,10 @@
  *    TRUSTED) opening by a filesystem path and by an "@abstract" address
  *    after the writer committed, replaced and deleted chunks get exactly the
  *    live set (newest versions, no deleted ids) byte-exact; chunks committed
- *    after the open arrive as pushed segments via sgl_reader_next(); every
- *    reader's descriptor count returns to its value before the open.
+ *    after the open arrive as pushed segments, taken by
+ *    sgl_reader_process() + sgl_reader_next() or by sgl_reader_next()
+ *    alone; every reader's descriptor count returns to its value before
+ *    the open; a clean exit removes the socket file.
  *  - trusted_sees_open_segment: under SGL_SEAL_BYTES a TRUSTED reader reads
  *    commits of the open segment at once (the first through the OPENED push,
  *    later ones straight from its mapping), a STRICT one only after the seal;
@@ -37,12 +39,16 @@
  *    just before the end); sgl_reader_process() reports -ECONNRESET exactly
  *    once; the fd is quiet afterwards; opening again gives -ENOENT (socket
  *    file removed on a clean exit) or -ECONNREFUSED (stale socket file).
+ *  - writer_exit_seen_by_next: the end is still reported once by
+ *    sgl_reader_process() when sgl_reader_next() met it first, and the
+ *    pollable fd stays readable until then.
  *  - open_errors: unknown area -ENOENT; bad names ("", "../x", ".x", "a/b",
  *    "a b", 256 bytes, NULL) and bad flags -EINVAL while 255 bytes is valid;
  *    no socket -ENOENT, a stale socket file, a non-socket file and an unused
  *    abstract name -ECONNREFUSED; an over-long address fails; a second host
- *    on a live address -EADDRINUSE; no descriptor leaks in the process that
- *    tried.
+ *    on a live address -EADDRINUSE, also on another program's live
+ *    SOCK_STREAM socket (left alone), while a stale socket file is
+ *    replaced; no descriptor leaks in the process that tried.
  *  - access_other_uid (root only): a reader of uid 65534 is refused with
  *    -EACCES by default, allowed after sgl_host_set_access(0444), by its uid
  *    in the list, by its gid in the list, by mode 0040 when its gid is the
@@ -55,8 +61,13 @@
  *    host (sgl_host_get_connections() drops), afterwards finds a byte-exact
  *    prefix and -ECONNRESET once; the honest readers receive all 1000.
  *  - late_joiner_many_segments: a late joiner of an area with 600 live
- *    segments (more than the host's per-connection queue would hold if the
- *    reader's socket filled up) still opens and gets every chunk.
+ *    segments (an OPEN reply far larger than what the socket takes at once)
+ *    still opens and gets every chunk.
+ *  - stalled_readers_vs_unprivileged_writer (root only, to run the writer
+ *    as uid 65534 with RLIMIT_NOFILE 1024): eight readers that never read
+ *    cannot exhaust the descriptors the kernel lets an unprivileged writer
+ *    have in flight (ETOOMANYREFS for every connection): 2000 commits all
+ *    succeed and two honest readers get every one without being dropped.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -72,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -161,6 +173,7 @@ enum {
         R_PROCESS,     /* sgl_reader_process() alone */
         R_VERIFY,      /* re-check every held chunk */
         R_GET,         /* a id: sgl_reader_get() */
+        R_NEXT,        /* sgl_reader_next() until -EAGAIN, no process() */
         R_EXIT,        /* -> ret: descriptors left over since before open */
 };
 
@@ -228,6 +241,7 @@ struct wparams {
         uint64_t policy_arg;
         bool gc_off;
         unsigned sock_mode;      /* chmod the socket file to this, if set */
+        bool drop;               /* run as uid/gid 65534, RLIMIT_NOFILE 1024 */
         int sock;
 };
 
@@ -256,6 +270,13 @@ static int writer_main(void *userdata) {
         int k;
 
         close_others(p->sock);
+        if (p->drop) {
+                struct rlimit rl = { 1024, 1024 };
+                TU_CHILD_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+                TU_CHILD_CHECK(setgroups(0, NULL) == 0);
+                TU_CHILD_CHECK(setgid(65534) == 0);
+                TU_CHILD_CHECK(setuid(65534) == 0);
+        }
         k = sgl_writer_new(p->name, 0, &w);
         TU_CHILD_CHECK(k == 0);
         TU_CHILD_CHECK(sgl_writer_set_seal_policy(w, p->policy, p->policy_arg) == 0);
@@ -551,6 +572,16 @@ static int reader_main(void *userdata) {
                                                   0, 0) == 0);
                         break;
                 }
+                case R_NEXT:
+                        for (int i = 0; i < 100000; i++) {
+                                sgl_chunk *c = NULL;
+                                k = sgl_reader_next(st.r, &c);
+                                if (k < 0)
+                                        break;
+                                take(&st, c);
+                        }
+                        TU_CHILD_CHECK(reply_summary(p->sock, &st, k) == 0);
+                        break;
                 case R_PROCESS:
                         k = sgl_reader_process(st.r);
                         TU_CHILD_CHECK(child_send(p->sock, k, 0, 0, 0, 0, 0, 0) == 0);
@@ -718,12 +749,22 @@ static void late_joiner_and_pushes(const char *address) {
         hash += range_hash(41, 60, 0);
         for (int i = 0; i < 4; i++)
                 wait_reader(&rd[i], 58, hash);
-        /* and every pushed segment again, one commit each */
+        /* and every pushed segment again, one commit each; readers 0 and 1
+         * only call sgl_reader_next(), which takes the push itself (the
+         * host sent it before the writer's commit returned) */
         for (uint64_t id = 61; id <= 70; id++) {
+                struct rep r;
                 wcall_ok(&w, W_COMMIT, id, 1, 0);
                 wcall_ok(&w, W_SEAL, 0, 0, 0);
                 hash += range_hash(id, id, 0);
-                for (int i = 0; i < 4; i++)
+                for (int i = 0; i < 2; i++) {
+                        r = cmd_call(&rd[i], R_NEXT, 0, 0, 0);
+                        assert_int_equal(r.ret, -EAGAIN);
+                        assert_int_equal(r.v[0], 58 + id - 60);
+                        assert_int_equal(r.v[1], hash);
+                        assert_int_equal(r.v[2], 0);
+                }
+                for (int i = 2; i < 4; i++)
                         wait_reader(&rd[i], 58 + id - 60, hash);
         }
         for (int i = 0; i < 4; i++) {
@@ -939,6 +980,38 @@ static void writer_killed(void **state) {
         writer_exit(true);
 }
 
+/*
+ * The end of the connection must be reported once by sgl_reader_process()
+ * even when sgl_reader_next() (or sgl_reader_get()) ran into it first: the
+ * client keeps the error pending and the socket shut down (so the pollable
+ * fd stays readable) until sgl_reader_process() takes it.  Otherwise an
+ * event loop that polls sgl_reader_get_fd() would never learn that the
+ * writer left.
+ */
+static void writer_exit_seen_by_next(void **state) {
+        struct wparams wp = { .policy = SGL_SEAL_EVERY_COMMIT };
+        struct proc w, s;
+        struct rep r;
+
+        abstract_address(wp.address, sizeof(wp.address), "bynext");
+        snprintf(wp.name, sizeof(wp.name), "by-next");
+        w = start_writer(&wp);
+        wcall_ok(&w, W_COMMIT, 1, 3, 0);
+        s = open_reader(wp.address, wp.name, 0);
+        wait_reader(&s, 3, range_hash(1, 3, 0));
+        wcall_ok(&w, W_COMMIT, 4, 2, 0);
+        stop_writer(&w);
+
+        assert_int_equal(rpoll(&s, R_POLL, 5000), 1);
+        r = cmd_call(&s, R_NEXT, 0, 0, 0); /* takes 4, 5, and meets the end */
+        assert_int_equal(r.ret, -EAGAIN);
+        assert_int_equal(r.v[0], 5);
+        assert_int_equal(r.v[1], range_hash(1, 5, 0));
+        assert_int_equal(rpoll(&s, R_PROCESS, 0), -ECONNRESET);
+        assert_int_equal(rpoll(&s, R_PROCESS, 0), 0);
+        stop_reader(&s);
+}
+
 static void open_errors(void **state) {
         struct wparams wp = { .policy = SGL_SEAL_EVERY_COMMIT };
         char *dir = tu_mkdtemp(NULL);
@@ -1027,6 +1100,29 @@ static void open_errors(void **state) {
                 sgl_writer_unref(w3);
         }
         sgl_host_unref(h2);
+
+        /* nor the socket of another program, whatever its type */
+        {
+                int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), cfd;
+                struct sockaddr_un sb = { .sun_family = AF_UNIX };
+
+                snprintf(path, sizeof(path), "%s/stream", dir);
+                snprintf(sb.sun_path, sizeof(sb.sun_path), "%s", path);
+                assert_true(lfd >= 0);
+                assert_int_equal(bind(lfd, (struct sockaddr *)&sb, sizeof(sb)), 0);
+                assert_int_equal(listen(lfd, 4), 0);
+                h2 = (sgl_host *)0x1;
+                assert_int_equal(sgl_host_new(w2, path, &h2), -EADDRINUSE);
+                assert_ptr_equal(h2, (sgl_host *)0x1);
+                cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                assert_int_equal(connect(cfd, (struct sockaddr *)&sb, sizeof(sb)), 0);
+                close(cfd);
+                close(lfd);
+                /* once nobody listens there, the stale file is replaced */
+                assert_int_equal(sgl_host_new(w2, path, &h2), 0);
+                sgl_host_unref(h2);
+                assert_int_equal(access(path, F_OK), -1);
+        }
         sgl_writer_unref(w2);
         assert_int_equal(tu_count_fds(), fds);
 
@@ -1195,6 +1291,58 @@ static void slow_reader_cannot_suppress_pushes(void **state) {
         stop_writer(&w);
 }
 
+/*
+ * Descriptors in flight over AF_UNIX are charged to the SENDER's uid and
+ * limited by its RLIMIT_NOFILE (the kernel's too_many_unix_fds(): sendmsg
+ * fails with ETOOMANYREFS once the uid has more in flight than that,
+ * unless it has CAP_SYS_RESOURCE, which is why the root writer of
+ * slow_reader_cannot_suppress_pushes never meets it).  Every SEGMENT sent
+ * to a reader that does not read stays in flight in its receive queue,
+ * even after the host dropped it, for as long as it keeps its socket.
+ * With the default socket buffer (~278 such messages per connection) a
+ * few stalled readers made every push fail, and the host dropped the
+ * honest readers too; the host now keeps a handful in flight per
+ * connection (SO_SNDBUF) and caps connections from RLIMIT_NOFILE.
+ */
+static void stalled_readers_vs_unprivileged_writer(void **state) {
+        struct wparams wp = { .policy = SGL_SEAL_EVERY_COMMIT, .drop = true };
+        struct proc w, honest[2], stalled[8];
+        uint64_t id = 0;
+        struct rep r;
+
+        if (!tu_is_root())
+                skip();
+        abstract_address(wp.address, sizeof(wp.address), "inflight");
+        snprintf(wp.name, sizeof(wp.name), "unprivileged");
+        w = start_writer(&wp);
+        wcall_ok(&w, W_COMMIT, 1, 1, 0);
+        id = 1;
+        for (int i = 0; i < 2; i++)
+                honest[i] = open_reader(wp.address, wp.name, i ? SGL_READER_TRUSTED : 0);
+        for (int i = 0; i < 8; i++)
+                stalled[i] = open_reader(wp.address, wp.name, 0);
+
+        for (int b = 0; b < 20; b++) {
+                for (int i = 0; i < 2; i++)
+                        cmd_post(&honest[i], R_WAIT, id + 100, 10000, 0);
+                r = cmd_call(&w, W_COMMIT, id + 1, 100, 0);
+                assert_int_equal(r.ret, 0);
+                id += 100;
+                for (int i = 0; i < 2; i++) {
+                        r = cmd_wait(&honest[i]);
+                        assert_int_equal(r.v[4], 0); /* never disconnected */
+                        assert_int_equal(r.ret, 0);
+                        assert_int_equal(r.v[0], id);
+                        assert_int_equal(r.v[1], range_hash(1, id, 0));
+                }
+        }
+        for (int i = 0; i < 8; i++)
+                stop_reader(&stalled[i]);
+        for (int i = 0; i < 2; i++)
+                stop_reader(&honest[i]);
+        stop_writer(&w);
+}
+
 static void late_joiner_many_segments(void **state) {
         struct wparams wp = { .policy = SGL_SEAL_EVERY_COMMIT, .gc_off = true };
         struct proc w, s, t;
@@ -1226,13 +1374,15 @@ int main(void) {
                 cmocka_unit_test(pollable_fd),
                 cmocka_unit_test(writer_exit_clean),
                 cmocka_unit_test(writer_killed),
+                cmocka_unit_test(writer_exit_seen_by_next),
                 cmocka_unit_test(open_errors),
                 cmocka_unit_test(access_other_uid),
                 cmocka_unit_test(slow_reader_cannot_suppress_pushes),
                 cmocka_unit_test(late_joiner_many_segments),
+                cmocka_unit_test(stalled_readers_vs_unprivileged_writer),
         };
 
         signal(SIGPIPE, SIG_IGN);
-        tu_watchdog(120);
+        tu_watchdog(60);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
