@@ -236,7 +236,10 @@ _public_ int sgl_writer_set_gc(sgl_writer *w, unsigned garbage_percent,
  * @fn: the callback (NULL to stop); it must not call back into @w
  * @userdata: passed to @fn
  *
- * This is how a rendezvous host learns what to hand to readers.
+ * This is how a rendezvous host learns what to hand to readers:
+ * sgl_host_new() and sgl_writer_publish() install their own callback and
+ * chain to the one set before them, so set yours first; setting one
+ * afterwards replaces theirs.
  */
 _public_ void sgl_writer_set_segment_fn(sgl_writer *w, sgl_segment_fn fn,
                                         void *userdata) {

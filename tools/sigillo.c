@@ -2,16 +2,17 @@
 /*
  * sigillo.c - the command-line tool.
  *
- * Owns: argument parsing and the `demo` subcommand: one writer process and
- * two reader processes exchanging chunks through sealed segments, the
- * descriptors handed over SOCK_SEQPACKET sockets with SCM_RIGHTS, and a
- * demonstration that the kernel refuses every write to a committed chunk.
- * The demo needs no daemon.
+ * Owns: argument parsing and the `demo` subcommand: one writer process that
+ * serves its area on an embedded host (no daemon) and two STRICT reader
+ * processes that open it by name, read the log, are woken by a live update
+ * through their pollable descriptor, and see the kernel refuse every
+ * attempt to change a committed chunk.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,158 +23,171 @@
 #include <unistd.h>
 
 #include "sigillo.h"
-#include "fdpass.h"
 
 #define N_READERS 2
+#define DEMO_AREA "demo"
 
-/* What the demo writer tells its readers; an fd rides along with segments. */
-struct demo_msg {
-        uint64_t seq;
-        uint32_t event;  /* sgl_segment_event, or DEMO_END */
-        uint32_t pad;
-};
-#define DEMO_END 100
+/* The writer drives its readers step by step over a private socketpair, so
+ * the output comes in a readable order; the chunks themselves travel only
+ * through sealed segments handed over by the embedded host. */
+enum { STEP_OPEN = 'o', STEP_UPDATE = 'u', STEP_DONE = 'd' };
 
-struct demo_writer {
-        int socks[N_READERS];
-        int first_sealed_fd; /* a dup of the first sealed segment: holds chunks */
-        int failed;
-};
-
-static void demo_segment(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
-        struct demo_writer *d = userdata;
-        struct demo_msg m = { .seq = seq, .event = ev };
-
-        if (ev != SGL_SEGMENT_SEALED)
-                return; /* STRICT readers take sealed segments only */
-        for (int i = 0; i < N_READERS; i++)
-                if (sgl_fdpass_send(d->socks[i], &m, sizeof(m), &fd, 1) < 0)
-                        d->failed = 1;
-        if (d->first_sealed_fd < 0)
-                d->first_sealed_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-}
-
-static void print_chunk(int reader, const char *how, const sgl_chunk *c) {
-        printf("  reader %d %s: id %-3" PRIu64 " version %-3" PRIu64 " \"%.*s\"\n",
-               reader, how, sgl_chunk_id(c), sgl_chunk_version(c),
+static void print_chunk(int reader, const sgl_chunk *c) {
+        printf("  reader %d: id %-2" PRIu64 " version %-2" PRIu64 " \"%.*s\"\n",
+               reader, sgl_chunk_id(c), sgl_chunk_version(c),
                (int)sgl_chunk_size(c), (const char *)sgl_chunk_data(c));
 }
 
-/* Tries to write into a chunk the reader holds; returns 0 if refused. */
-static int reader_try_write(int reader, const sgl_chunk *c) {
+static int drain(int id, sgl_reader *r) {
+        sgl_chunk *c;
+        int k;
+
+        while ((k = sgl_reader_next(r, &c)) == 0) {
+                print_chunk(id, c);
+                sgl_chunk_unref(c);
+        }
+        return k == -EAGAIN ? 0 : k;
+}
+
+/* Tries to make a chunk it holds writable; returns 0 if the kernel refused. */
+static int reader_try_write(int id, const sgl_chunk *c) {
         void *page = (void *)((uintptr_t)sgl_chunk_data(c) & ~(uintptr_t)4095);
 
         if (mprotect(page, 4096, PROT_READ | PROT_WRITE) == 0) {
-                printf("  reader %d: mprotect(PROT_WRITE) on a chunk SUCCEEDED\n", reader);
+                printf("  reader %d: mprotect(PROT_WRITE) on a chunk SUCCEEDED\n", id);
                 return 1;
         }
-        printf("  reader %d: mprotect(PROT_WRITE) on its chunk -> refused (%s)\n",
-               reader, strerror(errno));
+        printf("  reader %d: mprotect(PROT_WRITE) on the chunk it holds -> %s\n",
+               id, strerror(errno));
         return 0;
 }
 
-static int demo_reader(int id, int sock) {
+static int demo_reader(int id, int step, const char *address) {
         sgl_reader *r = NULL;
+        struct pollfd p;
         sgl_chunk *c;
-        int ret = 1, k;
+        char cmd;
+        int k, ret = 1;
 
-        if (sgl_reader_new(0, &r) < 0)
+        if (read(step, &cmd, 1) != 1 || cmd != STEP_OPEN)
                 return 1;
-        for (;;) {
-                struct demo_msg m;
-                int fd = -1;
-                size_t nfd = 0;
-                ssize_t n = sgl_fdpass_recv(sock, &m, sizeof(m), &fd, 1, &nfd);
-
-                if (n != (ssize_t)sizeof(m))
-                        goto out;
-                if (m.event == DEMO_END)
-                        break;
-                if (nfd != 1)
-                        goto out;
-                k = sgl_reader_add_segment_consume_fd(r, fd);
-                if (k < 0) {
-                        fprintf(stderr, "reader %d: segment %" PRIu64 " rejected: %s\n",
-                                id, m.seq, strerror(-k));
-                        goto out;
-                }
+        k = sgl_reader_open(DEMO_AREA, address, 0, &r);
+        if (k < 0) {
+                fprintf(stderr, "reader %d: cannot open \"%s\": %s\n", id, DEMO_AREA, strerror(-k));
+                return 1;
         }
-
-        printf("reader %d (STRICT, %d sealed segments mapped), in log order:\n",
-               id, sgl_reader_get_segment_count(r));
-        while ((k = sgl_reader_next(r, &c)) == 0) {
-                print_chunk(id, "streams", c);
-                sgl_chunk_unref(c);
-        }
-        if (k != -EAGAIN)
+        k = sgl_reader_get_segment_count(r);
+        printf("reader %d (STRICT) opens \"%s\" and reads the log (%d sealed segment%s):\n",
+               id, DEMO_AREA, k, k == 1 ? "" : "s");
+        if (drain(id, r) < 0 || write(step, "", 1) != 1 ||
+            read(step, &cmd, 1) != 1 || cmd != STEP_UPDATE)
                 goto out;
-        for (uint64_t key = 1; key <= 3; key++) {
-                k = sgl_reader_get(r, key, &c);
-                if (k == -ENOENT) {
-                        printf("  reader %d looks up id %" PRIu64 ": deleted\n", id, key);
-                        continue;
-                }
-                if (k < 0)
-                        goto out;
-                print_chunk(id, "looks up", c);
-                if (key == 1 && reader_try_write(id, c) != 0) {
-                        sgl_chunk_unref(c);
-                        goto out;
-                }
-                sgl_chunk_unref(c);
+
+        /* wait as an event loop would: poll the reader's descriptor */
+        p = (struct pollfd) { .fd = sgl_reader_get_fd(r), .events = POLLIN };
+        if (p.fd < 0 || poll(&p, 1, 5000) != 1) {
+                fprintf(stderr, "reader %d: not woken by the update\n", id);
+                goto out;
         }
-        ret = 0;
+        printf("reader %d is woken by the update and reads on:\n", id);
+        if (sgl_reader_process(r) < 0 || drain(id, r) < 0)
+                goto out;
+        k = sgl_reader_get(r, 3, &c);
+        if (k != -ENOENT) {
+                sgl_chunk_unref(c);
+                goto out;
+        }
+        printf("  reader %d: id 3 is deleted\n", id);
+        if (sgl_reader_get(r, 1, &c) < 0)
+                goto out;
+        k = reader_try_write(id, c);
+        sgl_chunk_unref(c);
+        if (k == 0)
+                ret = 0;
 out:
-        sgl_reader_unref(r);
         fflush(stdout);
+        (void)!write(step, "", 1);
+        sgl_reader_unref(r);
         return ret;
 }
 
 /* Every way the writer could try to change a sealed segment; all must fail. */
 static int writer_try_writes(int fd) {
         const char evil[] = "EVIL";
-        int failed = 0;
+        char path[64];
+        int rw, failed = 0;
         void *p;
 
-        printf("writer tries to change a committed chunk:\n");
-        p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        printf("writer tries to change a committed chunk through a read-write reopen:\n");
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        rw = open(path, O_RDWR | O_CLOEXEC);
+        if (rw < 0) {
+                printf("  open(O_RDWR) -> %s\n", strerror(errno));
+                return 0;
+        }
+        p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0);
+        printf("  mmap(PROT_WRITE, MAP_SHARED) -> %s\n", p == MAP_FAILED ? strerror(errno) : "ALLOWED");
         if (p != MAP_FAILED) {
                 munmap(p, 4096);
                 failed = 1;
         }
-        printf("  mmap(PROT_WRITE, MAP_SHARED) -> %s\n", p == MAP_FAILED ? strerror(errno) : "ALLOWED");
-        {
-                int rw = -1;
-                char path[64];
-                snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-                rw = open(path, O_RDWR | O_CLOEXEC);
-                if (rw >= 0) {
-                        ssize_t n = pwrite(rw, evil, sizeof(evil), 4096 + 64);
-                        printf("  pwrite() through a read-write reopen -> %s\n",
-                               n < 0 ? strerror(errno) : "ALLOWED");
-                        failed |= n >= 0;
-                        n = ftruncate(rw, 4096);
-                        printf("  ftruncate() -> %s\n", n < 0 ? strerror(errno) : "ALLOWED");
-                        failed |= n >= 0;
-                        n = fallocate(rw, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 4096);
-                        printf("  fallocate(PUNCH_HOLE) -> %s\n", n < 0 ? strerror(errno) : "ALLOWED");
-                        failed |= n >= 0;
-                        close(rw);
-                }
-        }
+        errno = 0;
+        failed |= pwrite(rw, evil, sizeof(evil), 4096 + 64) >= 0;
+        printf("  pwrite() -> %s\n", errno ? strerror(errno) : "ALLOWED");
+        errno = 0;
+        failed |= ftruncate(rw, 4096) == 0;
+        printf("  ftruncate() -> %s\n", errno ? strerror(errno) : "ALLOWED");
+        errno = 0;
+        failed |= fallocate(rw, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 4096) == 0;
+        printf("  fallocate(PUNCH_HOLE) -> %s\n", errno ? strerror(errno) : "ALLOWED");
+        close(rw);
         return failed;
 }
 
+struct demo {
+        sgl_host *host;
+        int first_sealed_fd; /* a dup of the first sealed segment: holds chunks */
+};
+
+static void keep_first(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
+        struct demo *d = userdata;
+
+        if (ev == SGL_SEGMENT_SEALED && d->first_sealed_fd < 0)
+                d->first_sealed_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+/* Serves readers until reader @i answers on its step socket. */
+static int serve_until_done(struct demo *d, int step) {
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = sgl_host_get_fd(d->host), .events = POLLIN },
+                        { .fd = step, .events = POLLIN },
+                };
+                char b;
+
+                if (poll(p, 2, 10000) <= 0)
+                        return -ETIMEDOUT;
+                if (p[0].revents && sgl_host_process(d->host) < 0)
+                        return -EIO;
+                if (p[1].revents)
+                        return read(step, &b, 1) == 1 ? 0 : -EPIPE;
+        }
+}
+
 static int cmd_demo(void) {
-        struct demo_writer d = { .first_sealed_fd = -1 };
+        struct demo d = { .first_sealed_fd = -1 };
+        char address[64];
         pid_t pids[N_READERS];
+        int steps[N_READERS];
         sgl_writer *w = NULL;
-        int sv[N_READERS][2], ret = 1;
-        struct demo_msg end = { .event = DEMO_END };
+        int ret = 1;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
+        snprintf(address, sizeof(address), "@sigillo-demo-%d", (int)getpid());
+        /* readers first, so they inherit nothing of the writer's */
         for (int i = 0; i < N_READERS; i++) {
-                if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv[i]) < 0) {
+                int sv[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                         perror("socketpair");
                         return 1;
                 }
@@ -184,44 +198,53 @@ static int cmd_demo(void) {
                         return 1;
                 }
                 if (pids[i] == 0) {
-                        close(sv[i][0]);
-                        _exit(demo_reader(i + 1, sv[i][1]));
+                        close(sv[0]);
+                        for (int j = 0; j < i; j++)
+                                close(steps[j]);
+                        _exit(demo_reader(i + 1, sv[1], address));
                 }
-                close(sv[i][1]);
-                d.socks[i] = sv[i][0];
+                close(sv[1]);
+                steps[i] = sv[0];
         }
 
-        if (sgl_writer_new("demo", 0, &w) < 0) {
-                fprintf(stderr, "sigillo: cannot create a writer\n");
+        if (sgl_writer_new(DEMO_AREA, 0, &w) < 0) {
+                fprintf(stderr, "sigillo: cannot create the demo writer\n");
                 goto out;
         }
-        sgl_writer_set_segment_fn(w, demo_segment, &d);
-
-        printf("writer: commits \"hello\" (id 1), \"world\" (id 2), \"scratch\" (id 3) in one batch,\n"
-               "        then updates id 1 and deletes id 3; each commit is sealed at once\n");
+        /* before the host, which chains to it */
+        sgl_writer_set_segment_fn(w, keep_first, &d);
+        if (sgl_host_new(w, address, &d.host) < 0) {
+                fprintf(stderr, "sigillo: cannot serve %s\n", address);
+                goto out;
+        }
+        printf("writer: serves area \"%s\" on %s (embedded host, no daemon)\n", DEMO_AREA, address);
+        printf("writer: commits \"hello\" (id 1), \"world\" (id 2), \"scratch\" (id 3) in one batch;\n"
+               "        every commit is sealed at once (F_SEAL_WRITE)\n");
         if (sgl_writer_write(w, 1, 0, "hello", 5, NULL) < 0 ||
             sgl_writer_write(w, 2, 0, "world", 5, NULL) < 0 ||
-            sgl_writer_write(w, 3, 0, "scratch", 7, NULL) < 0 ||
-            sgl_writer_commit(w) < 0 ||
-            sgl_writer_write(w, 1, 0, "hello, sealed world", 19, NULL) < 0 ||
-            sgl_writer_commit(w) < 0 ||
-            sgl_writer_delete(w, 3) < 0 ||
-            sgl_writer_commit(w) < 0 || d.failed) {
-                fprintf(stderr, "sigillo: the demo writer failed\n");
-                goto out;
-        }
+            sgl_writer_write(w, 3, 0, "scratch", 7, NULL) < 0 || sgl_writer_commit(w) < 0)
+                goto fail;
+        for (int i = 0; i < N_READERS; i++)
+                if (write(steps[i], (char[]) { STEP_OPEN }, 1) != 1 ||
+                    serve_until_done(&d, steps[i]) < 0)
+                        goto fail;
+
+        printf("writer: updates id 1 and deletes id 3\n");
+        if (sgl_writer_write(w, 1, 0, "hello, sealed world", 19, NULL) < 0 ||
+            sgl_writer_commit(w) < 0 || sgl_writer_delete(w, 3) < 0 || sgl_writer_commit(w) < 0)
+                goto fail;
+        for (int i = 0; i < N_READERS; i++)
+                if (write(steps[i], (char[]) { STEP_UPDATE }, 1) != 1 ||
+                    serve_until_done(&d, steps[i]) < 0)
+                        goto fail;
 
         if (writer_try_writes(d.first_sealed_fd) != 0) {
                 fprintf(stderr, "sigillo: a write to a sealed segment was NOT refused\n");
                 goto out;
         }
-
-        /* let the readers report one after the other */
         ret = 0;
         for (int i = 0; i < N_READERS; i++) {
                 int status;
-                if (sgl_fdpass_send(d.socks[i], &end, sizeof(end), NULL, 0) < 0)
-                        ret = 1;
                 if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) ||
                     WEXITSTATUS(status) != 0) {
                         fprintf(stderr, "sigillo: reader %d failed\n", i + 1);
@@ -230,10 +253,14 @@ static int cmd_demo(void) {
                 pids[i] = 0;
         }
         if (ret == 0)
-                printf("demo: ok (every write to committed data was refused by the kernel)\n");
+                printf("demo: ok (readers saw every commit; the kernel refused every write "
+                       "to committed data)\n");
+        goto out;
+fail:
+        fprintf(stderr, "sigillo: the demo writer failed\n");
 out:
         for (int i = 0; i < N_READERS; i++) {
-                close(d.socks[i]);
+                close(steps[i]);
                 if (pids[i] > 0) {
                         kill(pids[i], SIGKILL);
                         waitpid(pids[i], NULL, 0);
@@ -241,6 +268,7 @@ out:
         }
         if (d.first_sealed_fd >= 0)
                 close(d.first_sealed_fd);
+        sgl_host_unref(d.host);
         sgl_writer_unref(w);
         return ret;
 }
