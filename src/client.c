@@ -62,21 +62,6 @@ void sgl_client_free(struct sgl_client *c) {
         free(c);
 }
 
-/* $SIGILLO_SOCKET, else $XDG_RUNTIME_DIR/sigillo/socket, else the system
- * daemon's /run/sigillo/socket. */
-static int default_address(char *buf, size_t size) {
-        const char *e = secure_getenv("SIGILLO_SOCKET");
-        int n;
-
-        if (e && *e)
-                n = snprintf(buf, size, "%s", e);
-        else if ((e = secure_getenv("XDG_RUNTIME_DIR")) && *e == '/')
-                n = snprintf(buf, size, "%s/sigillo/socket", e);
-        else
-                n = snprintf(buf, size, "/run/sigillo/socket");
-        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
 static int client_send(struct sgl_client *c, const uint8_t *buf, ssize_t n) {
         if (n < 0)
                 return (int)n;
@@ -118,29 +103,6 @@ static int client_recv(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m,
         return 0;
 }
 
-static int connect_to(struct sgl_client *c, const char *address) {
-        char def[256];
-        struct sockaddr_un sa;
-        socklen_t salen;
-        int r;
-
-        if (!address) {
-                r = default_address(def, sizeof(def));
-                if (r < 0)
-                        return r;
-                address = def;
-        }
-        r = sgl_sockaddr_from_string(address, &sa, &salen);
-        if (r < 0)
-                return r;
-        c->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (c->sock < 0)
-                return sgl_negerrno();
-        if (connect(c->sock, (struct sockaddr *)&sa, salen) < 0)
-                return sgl_negerrno();
-        return 0;
-}
-
 /* Expects a reply to @serial of type @type (or an ERROR, returned as its
  * negative errno). */
 static int expect(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m, int *fd,
@@ -176,7 +138,7 @@ int sgl_client_open(sgl_reader *r, const char *name, const char *address,
                 return -ENOMEM;
         *c = (struct sgl_client) { .sock = -1, .epfd = -1, .evfd = -1 };
 
-        k = connect_to(c, address);
+        k = c->sock = sgl_connect_host(address, CLIENT_TIMEOUT_MS);
         if (k < 0)
                 goto fail;
         k = client_send(c, buf, sgl_msg_build_hello(buf, sizeof(buf), ++c->serial,

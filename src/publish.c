@@ -269,48 +269,6 @@ void sgl_publish_free(sgl_writer *w) {
 
 /* --------------------------------------------------------------- handshake */
 
-/* $SIGILLO_SOCKET, else $XDG_RUNTIME_DIR/sigillo/socket, else the system
- * daemon's /run/sigillo/socket: the reader's chain (client.c). */
-static int default_address(char *buf, size_t size) {
-        const char *e = secure_getenv("SIGILLO_SOCKET");
-        int n;
-
-        if (e && *e)
-                n = snprintf(buf, size, "%s", e);
-        else if ((e = secure_getenv("XDG_RUNTIME_DIR")) && *e == '/')
-                n = snprintf(buf, size, "%s/sigillo/socket", e);
-        else
-                n = snprintf(buf, size, "/run/sigillo/socket");
-        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-static int pub_connect(struct sgl_publish *p, const char *address) {
-        struct timeval tv = { .tv_sec = PUBLISH_TIMEOUT_MS / 1000,
-                              .tv_usec = (PUBLISH_TIMEOUT_MS % 1000) * 1000 };
-        struct sockaddr_un sa;
-        socklen_t salen;
-        char def[256];
-        int r;
-
-        if (!address) {
-                r = default_address(def, sizeof(def));
-                if (r < 0)
-                        return r;
-                address = def;
-        }
-        r = sgl_sockaddr_from_string(address, &sa, &salen);
-        if (r < 0)
-                return r;
-        p->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (p->sock < 0)
-                return sgl_negerrno();
-        /* bounds connect() to a full backlog and the handshake's sends */
-        (void)setsockopt(p->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(p->sock, (struct sockaddr *)&sa, salen) < 0)
-                return errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT : sgl_negerrno();
-        return 0;
-}
-
 static int64_t now_ms(void) {
         struct timespec ts;
 
@@ -582,7 +540,7 @@ _public_ int sgl_writer_publish(sgl_writer *w, const char *name, const char *add
                 return -ENOMEM;
         *p = (struct sgl_publish) { .w = w, .sock = -1, .epfd = -1, .evfd = -1 };
 
-        r = pub_connect(p, address);
+        r = p->sock = sgl_connect_host(address, PUBLISH_TIMEOUT_MS);
         if (r < 0)
                 goto fail;
         serial = next_serial(p);

@@ -117,6 +117,54 @@ int sgl_sockaddr_from_string(const char *address, struct sockaddr_un *sa,
         return 0;
 }
 
+/* $SIGILLO_SOCKET, else $XDG_RUNTIME_DIR/sigillo/socket, else the system
+ * daemon's /run/sigillo/socket. */
+static int default_address(char *buf, size_t size) {
+        const char *e = secure_getenv("SIGILLO_SOCKET");
+        int n;
+
+        if (e && *e)
+                n = snprintf(buf, size, "%s", e);
+        else if ((e = secure_getenv("XDG_RUNTIME_DIR")) && *e == '/')
+                n = snprintf(buf, size, "%s/sigillo/socket", e);
+        else
+                n = snprintf(buf, size, "/run/sigillo/socket");
+        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * sgl_connect_host() - a connected SOCK_SEQPACKET socket to the host at
+ * @address (NULL: the default chain above).  @timeout_ms bounds connect()
+ * on a full backlog and later blocking sends (SO_SNDTIMEO).  Returns the
+ * descriptor or -errno (-ETIMEDOUT for a host that does not accept).
+ */
+int sgl_connect_host(const char *address, int timeout_ms) {
+        struct timeval tv = { .tv_sec = timeout_ms / 1000,
+                              .tv_usec = (timeout_ms % 1000) * 1000 };
+        _cleanup_close_ int fd = -1;
+        struct sockaddr_un sa;
+        socklen_t salen;
+        char def[256];
+        int r;
+
+        if (!address) {
+                r = default_address(def, sizeof(def));
+                if (r < 0)
+                        return r;
+                address = def;
+        }
+        r = sgl_sockaddr_from_string(address, &sa, &salen);
+        if (r < 0)
+                return r;
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return sgl_negerrno();
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, (struct sockaddr *)&sa, salen) < 0)
+                return errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT : sgl_negerrno();
+        return TAKE_FD(fd);
+}
+
 static void conn_free(struct host_conn *c) {
         if (!c)
                 return;

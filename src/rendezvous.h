@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* rendezvous.h - socket address helpers shared by the host and the client. */
+/* rendezvous.h - socket helpers shared by the host and the clients. */
 #ifndef SGL_RENDEZVOUS_H
 #define SGL_RENDEZVOUS_H
 
@@ -9,5 +9,6 @@
 /* "@name" is the abstract namespace, anything else a filesystem path. */
 int sgl_sockaddr_from_string(const char *address, struct sockaddr_un *sa,
                              socklen_t *ret_len);
+int sgl_connect_host(const char *address, int timeout_ms);
 
 #endif
