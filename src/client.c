@@ -12,8 +12,9 @@
  *   and sgl_msg_parse(); a descriptor it sends is checked by
  *   sgl_reader_add_segment_consume_fd() like any other.  Anything unexpected
  *   ends the connection; what the reader has mapped stays valid.
- * - Blocking happens only in sgl_reader_open() (bounded by
- *   CLIENT_TIMEOUT_MS per message); afterwards the socket is non-blocking.
+ * - Blocking happens only in sgl_reader_open(), bounded by CLIENT_TIMEOUT_MS
+ *   for the whole handshake; afterwards the socket is non-blocking, and one
+ *   drain handles at most CLIENT_READS_PER_DRAIN messages.
  * - The watcher thread only reads the control page and writes its own
  *   eventfd: a hostile reader elsewhere can cause it spurious wake-ups,
  *   never suppress one (the writer wakes every waiter).
@@ -36,7 +37,8 @@
 #include "rendezvous.h"
 #include "wait.h"
 
-#define CLIENT_TIMEOUT_MS 5000
+#define CLIENT_TIMEOUT_MS 5000      /* the whole of sgl_reader_open() */
+#define CLIENT_READS_PER_DRAIN 64   /* a flooding host cannot stall next() */
 #define WATCHER_POLL_USEC 200000
 
 struct sgl_client {
@@ -44,6 +46,7 @@ struct sgl_client {
         int epfd;
         int evfd;
         uint32_t serial;
+        int64_t deadline_ms;     /* of the handshake, CLOCK_MONOTONIC */
         int error;               /* why the connection ended, 0 while up;
                                   * pending until sgl_client_take_error() */
         pthread_t watcher;
@@ -60,6 +63,20 @@ void sgl_client_free(struct sgl_client *c) {
         sgl_close(c->epfd);
         sgl_close(c->evfd);
         free(c);
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What is left of the handshake's one deadline: a host that trickles
+ * messages cannot stretch it. */
+static int handshake_left_ms(const struct sgl_client *c) {
+        int64_t left = c->deadline_ms - mono_ms();
+        return left > 0 ? (int)left : 0;
 }
 
 static int client_send(struct sgl_client *c, const uint8_t *buf, ssize_t n) {
@@ -80,6 +97,8 @@ static int client_recv(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m,
         *fd = -1;
         if (timeout_ms >= 0) {
                 struct pollfd p = { .fd = c->sock, .events = POLLIN };
+                if (timeout_ms == 0)
+                        return -ETIMEDOUT;
                 r = poll(&p, 1, timeout_ms);
                 if (r < 0)
                         return sgl_negerrno();
@@ -107,7 +126,7 @@ static int client_recv(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m,
  * negative errno). */
 static int expect(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m, int *fd,
                   uint16_t type) {
-        int r = client_recv(c, buf, m, fd, CLIENT_TIMEOUT_MS);
+        int r = client_recv(c, buf, m, fd, handshake_left_ms(c));
 
         if (r < 0)
                 return r;
@@ -138,6 +157,7 @@ int sgl_client_open(sgl_reader *r, const char *name, const char *address,
                 return -ENOMEM;
         *c = (struct sgl_client) { .sock = -1, .epfd = -1, .evfd = -1 };
 
+        c->deadline_ms = mono_ms() + CLIENT_TIMEOUT_MS;
         k = c->sock = sgl_connect_host(address, CLIENT_TIMEOUT_MS);
         if (k < 0)
                 goto fail;
@@ -163,17 +183,21 @@ int sgl_client_open(sgl_reader *r, const char *name, const char *address,
         if (k < 0)
                 goto fail;
 
-        for (;;) {
-                k = client_recv(c, buf, &m, &fd, CLIENT_TIMEOUT_MS);
+        for (uint64_t last_seq = 0;;) {
+                k = client_recv(c, buf, &m, &fd, handshake_left_ms(c));
                 if (k < 0)
                         goto fail;
                 if (m.type == SGL_MSG_SYNCED && m.serial == c->serial)
                         break;
-                if (m.type != SGL_MSG_SEGMENT || m.serial != c->serial) {
+                /* the live segments come once each, in increasing seq
+                 * order: a host repeating one cannot keep us here */
+                if (m.type != SGL_MSG_SEGMENT || m.serial != c->serial ||
+                    m.segment.seq <= last_seq) {
                         sgl_close(fd);
                         k = -EPROTO;
                         goto fail;
                 }
+                last_seq = m.segment.seq;
                 k = sgl_reader_add_segment_consume_fd(r, fd);
                 if (k < 0)
                         goto fail;
@@ -209,7 +233,7 @@ int sgl_client_drain(struct sgl_client *c, sgl_reader *r) {
         }
         if (c->sock < 0 || c->error < 0)
                 return 0;
-        for (;;) {
+        for (int n = 0; n < CLIENT_READS_PER_DRAIN; n++) {
                 struct sgl_msg m;
                 int fd, k;
 
@@ -251,6 +275,7 @@ int sgl_client_drain(struct sgl_client *c, sgl_reader *r) {
                         return k;
                 }
         }
+        return added; /* more may wait: the socket stays readable */
 }
 
 /*

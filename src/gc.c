@@ -49,8 +49,12 @@ void sgl_gc_account(sgl_writer *w, const struct sgl_pending *p, uint64_t seq) {
 
         if (p->kind == SGL_REC_RETIRE)
                 return;
-        if (sgl_idmap_insert(&w->index, p->id, &e) < 0)
-                return; /* out of memory: accounting degrades, data is safe */
+        if (sgl_idmap_insert(&w->index, p->id, &e) < 0) {
+                /* out of memory: without its entry this id's records would
+                 * look like garbage, so compaction must never run again */
+                w->gc_disabled = true;
+                return;
+        }
         if (e->version != 0)
                 unaccount_current(w, e);
         e->version = p->version;
@@ -108,6 +112,8 @@ static size_t pick_victims(sgl_writer *w, bool force, struct sgl_wseg **v) {
                 garbage += seg_garbage(w->segs[i]);
                 nsealed++;
         }
+        if (w->gc_disabled)
+                return 0;
         by_count = w->gc_max_segments && w->nsegs > w->gc_max_segments;
         if (!force && !by_count &&
             (w->gc_percent == 0 || garbage < w->gc_min_bytes ||
@@ -127,9 +133,11 @@ static size_t pick_victims(sgl_writer *w, bool force, struct sgl_wseg **v) {
                                 taken = v[j] == s;
                         if (taken)
                                 continue;
-                        /* compare garbage/used ratios without dividing */
-                        if (!best || seg_garbage(s) * (best->used - SGL_PAGE) >
-                                             seg_garbage(best) * (s->used - SGL_PAGE))
+                        /* compare garbage/used ratios without dividing
+                         * (128-bit products: segments reach 1 TiB) */
+                        if (!best ||
+                            (unsigned __int128)seg_garbage(s) * (best->used - SGL_PAGE) >
+                            (unsigned __int128)seg_garbage(best) * (s->used - SGL_PAGE))
                                 best = s;
                 }
                 if (!best)
@@ -177,7 +185,10 @@ static int relocate(sgl_writer *w, struct sgl_wseg *s, uint64_t now) {
                         if (r < 0)
                                 return r;
                 } else {
-                        sgl_idmap_remove(&w->index, e);
+                        /* no older record left: forget the id, but only once
+                         * the compaction is committed (see sgl_gc_run()) */
+                        e->flags |= SGL_ENTRY_FORGET;
+                        w->nforget++;
                 }
         }
         return r;
@@ -206,6 +217,27 @@ static void remember_records(sgl_writer *w, struct sgl_wseg *s) {
                 if (e)
                         e->nrec++;
         }
+}
+
+/* Drops (@commit) or keeps (@commit false: the compaction failed) the
+ * entries relocate() marked SGL_ENTRY_FORGET. */
+static void apply_forgets(sgl_writer *w, bool commit) {
+        for (size_t j = 0; w->nforget > 0 && w->index.slots && j <= w->index.mask;) {
+                struct sgl_entry *e = &w->index.slots[j];
+
+                if (e->id == 0 || !(e->flags & SGL_ENTRY_FORGET)) {
+                        j++;
+                        continue;
+                }
+                w->nforget--;
+                if (commit) {
+                        sgl_idmap_remove(&w->index, e); /* slot j refilled: recheck */
+                } else {
+                        e->flags &= ~SGL_ENTRY_FORGET;
+                        j++;
+                }
+        }
+        w->nforget = 0;
 }
 
 /**
@@ -246,6 +278,7 @@ int sgl_gc_run(sgl_writer *w, bool force) {
                 sgl_writer_abort(w);
                 for (size_t i = 0; i < n; i++)
                         remember_records(w, v[i]);
+                apply_forgets(w, false);
                 w->in_gc = false;
                 free(v);
                 return r;
@@ -260,9 +293,11 @@ int sgl_gc_run(sgl_writer *w, bool force) {
                 /* the victims stay live: their records count again */
                 for (size_t i = 0; i < n; i++)
                         remember_records(w, v[i]);
+                apply_forgets(w, false);
                 free(v);
                 return r;
         }
+        apply_forgets(w, true);
 
         for (size_t i = 0; i < n; i++) {
                 uint64_t seq = v[i]->seq;

@@ -16,6 +16,7 @@
 enum {
         SGL_ENTRY_TOMBSTONE = 1u << 0, /* newest record is a tombstone       */
         SGL_ENTRY_EXPIRED = 1u << 1,   /* writer: expiry already accounted  */
+        SGL_ENTRY_FORGET = 1u << 2,    /* writer: drop once compaction commits */
 };
 
 struct sgl_entry {

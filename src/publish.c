@@ -181,6 +181,8 @@ static int send_segment(struct sgl_publish *p, uint64_t seq, sgl_segment_event e
 
         if (ev == SGL_SEGMENT_RETIRED)
                 return pub_send(p, buf, sgl_msg_build_retire(buf, sizeof(buf), next_serial(p), seq), -1);
+        if (ev == SGL_SEGMENT_OPENED)
+                sgl_writer_mark_exposed(p->w, seq); /* relayed to TRUSTED readers */
         return pub_send(p, buf, sgl_msg_build_publish_segment(buf, sizeof(buf), next_serial(p),
                                                               seq, ev), fd);
 }

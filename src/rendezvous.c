@@ -12,6 +12,11 @@
  *   (descriptors are closed unless the type carries them) and
  *   sgl_msg_parse(); any violation closes the connection at once.
  * - Only read-only descriptions are ever sent (the writer's ro_fd).
+ * - A peer owes its HELLO within HOST_HELLO_TIMEOUT_MS.  At most
+ *   max_conns() connections in all; a uid other than the writer's and root
+ *   holds at most HOST_MAX_CONNS_PER_UID, and such uids together at most 7/8
+ *   of max_conns(): no stranger can lock the owner out.  An open segment handed to a TRUSTED reader is marked
+ *   exposed, so the writer seals it by copy instead of waiting on pins.
  * - Nothing blocks: sockets are non-blocking, replies that do not fit are
  *   queued, and a peer whose queue holds HOST_MAX_QUEUE messages more than
  *   a whole OPEN reply (one per live segment, plus two) is disconnected, so
@@ -32,6 +37,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -44,6 +50,9 @@
 #include "writer-internal.h"
 
 #define HOST_MAX_CONNS 1024
+#define HOST_MAX_CONNS_PER_UID 64    /* doc/protocol.md section 12 */
+#define HOST_HELLO_TIMEOUT_MS 10000
+#define HOST_TIMER_KEY UINT64_MAX    /* epoll key of the timerfd */
 #define HOST_MAX_QUEUE 256
 #define HOST_MAX_GROUPS 64
 #define HOST_READS_PER_ROUND 16
@@ -68,6 +77,7 @@ struct host_conn {
         uid_t uid;
         gid_t gids[HOST_MAX_GROUPS + 1];
         size_t ngids;
+        uint64_t accepted_ms;    /* CLOCK_MONOTONIC: HELLO is due 10 s on */
         enum sgl_conn_state state;
         uint32_t role;
         bool trusted;
@@ -83,6 +93,8 @@ struct sgl_host {
         sgl_writer *w;
         int listen_fd;
         int spare_fd;            /* given up to refuse a peer at EMFILE */
+        int timer_fd;            /* ticks while a peer owes its HELLO */
+        bool timer_armed;
         int epfd;
         char *path;              /* to unlink; NULL for abstract names */
         struct host_conn **conns;
@@ -301,6 +313,8 @@ static void replay_segment(void *userdata, uint64_t seq, sgl_segment_event ev, i
 
         if (rp->err < 0 || (ev == SGL_SEGMENT_OPENED && !rp->c->trusted))
                 return;
+        if (ev == SGL_SEGMENT_OPENED)
+                sgl_writer_mark_exposed(rp->h->w, seq); /* pinnable now */
         n = sgl_msg_build_segment(buf, sizeof(buf), rp->serial, seq, ev);
         rp->err = n < 0 ? (int)n : conn_send(rp->h, rp->c, buf, (size_t)n, fd, OUT_SEGMENT, seq);
 }
@@ -500,6 +514,71 @@ static size_t max_conns(void) {
         return MAX((size_t)rl.rlim_cur / 8, 1);
 }
 
+static uint64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The writer's own uid and root: not bound by the per-uid limit, and they
+ * alone may use the last eighth of the connections, so no stranger can
+ * lock the owner out of its own area. */
+static bool privileged(const struct host_conn *c) {
+        return c->uid == 0 || c->uid == geteuid();
+}
+
+/* Room for @c: at most @limit connections in all (each costs the writer a
+ * descriptor), strangers at most 7/8 of them and HOST_MAX_CONNS_PER_UID of
+ * any one uid. */
+static bool admit(const sgl_host *h, const struct host_conn *c, size_t limit) {
+        size_t strangers = 0, same = 0;
+
+        if (h->nconns >= limit)
+                return false;
+        if (privileged(c))
+                return true;
+        for (size_t i = 0; i < h->nconns; i++) {
+                if (privileged(h->conns[i]))
+                        continue;
+                strangers++;
+                same += h->conns[i]->uid == c->uid;
+        }
+        return strangers < limit - limit / 8 && same < HOST_MAX_CONNS_PER_UID;
+}
+
+/* A 1 s tick while some peer still owes its HELLO, off otherwise: a peer
+ * that connects and says nothing is dropped after HOST_HELLO_TIMEOUT_MS. */
+static void arm_timer(sgl_host *h, bool on) {
+        struct itimerspec its = { 0 };
+
+        if (h->timer_fd < 0 || h->timer_armed == on)
+                return;
+        if (on)
+                its.it_value.tv_sec = its.it_interval.tv_sec = 1;
+        if (timerfd_settime(h->timer_fd, 0, &its, NULL) == 0)
+                h->timer_armed = on;
+}
+
+static void drop_silent(sgl_host *h) {
+        uint64_t now = mono_ms(), ticks;
+        bool waiting = false;
+
+        (void)!read(h->timer_fd, &ticks, sizeof(ticks));
+        for (size_t i = 0; i < h->nconns;) {
+                struct host_conn *c = h->conns[i];
+                if (c->state != SGL_CONN_NEW) {
+                        i++;
+                } else if (now - c->accepted_ms >= HOST_HELLO_TIMEOUT_MS) {
+                        conn_drop(h, c); /* conns[i] now holds another */
+                } else {
+                        waiting = true;
+                        i++;
+                }
+        }
+        arm_timer(h, waiting);
+}
+
 static void host_accept(sgl_host *h) {
         size_t limit = max_conns();
 
@@ -521,10 +600,6 @@ static void host_accept(sgl_host *h) {
                 }
                 if (fd < 0)
                         return; /* EAGAIN (or no spare to give up) */
-                if (h->nconns >= limit) {
-                        close(fd);
-                        continue;
-                }
                 /* the kernel's minimum: what does not fit waits in our
                  * queue, without a descriptor */
                 (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
@@ -540,7 +615,13 @@ static void host_accept(sgl_host *h) {
                 h->conns = a;
                 c->fd = fd;
                 c->id = ++h->next_conn_id;
+                c->accepted_ms = mono_ms();
                 peer_credentials(c);
+                if (!admit(h, c, limit)) {
+                        conn_free(c);
+                        continue;
+                }
+                arm_timer(h, true);
                 ev.data.u64 = c->id;
                 if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
                         conn_free(c);
@@ -562,6 +643,8 @@ static void host_segment_event(void *userdata, uint64_t seq, sgl_segment_event e
                 n = sgl_msg_build_segment(buf, sizeof(buf), 0, seq, ev);
         for (size_t i = 0; n > 0 && i < h->nconns;) {
                 struct host_conn *c = h->conns[i];
+                if (ev == SGL_SEGMENT_OPENED && c->subscribed && c->trusted)
+                        sgl_writer_mark_exposed(h->w, seq); /* pinnable now */
                 if (!c->subscribed || (ev == SGL_SEGMENT_OPENED && !c->trusted) ||
                     conn_send(h, c, buf, (size_t)n, fd, OUT_SEGMENT, seq) >= 0) {
                         i++;
@@ -605,7 +688,8 @@ _public_ int sgl_host_new(sgl_writer *w, const char *address, sgl_host **ret) {
         h = calloc(1, sizeof(*h));
         if (!h)
                 return -ENOMEM;
-        *h = (sgl_host) { .n_ref = 1, .listen_fd = -1, .epfd = -1, .mode = 0400 };
+        *h = (sgl_host) { .n_ref = 1, .listen_fd = -1, .epfd = -1, .timer_fd = -1,
+                          .mode = 0400 };
         h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
         h->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -646,6 +730,10 @@ _public_ int sgl_host_new(sgl_writer *w, const char *address, sgl_host **ret) {
         ev.data.u64 = 0; /* the listener; connections count from 1 */
         if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->listen_fd, &ev) < 0)
                 goto fail_errno;
+        h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        ev.data.u64 = HOST_TIMER_KEY;
+        if (h->timer_fd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->timer_fd, &ev) < 0)
+                goto fail_errno;
 
         h->w = sgl_writer_ref(w);
         h->chained_fn = w->seg_fn;
@@ -663,6 +751,7 @@ fail:
         h->path = NULL;
         sgl_close(h->listen_fd);
         sgl_close(h->spare_fd);
+        sgl_close(h->timer_fd);
         sgl_close(h->epfd);
         free(h);
         return r;
@@ -703,6 +792,7 @@ _public_ sgl_host *sgl_host_unref(sgl_host *h) {
         free(h->path);
         sgl_close(h->listen_fd);
         sgl_close(h->spare_fd);
+        sgl_close(h->timer_fd);
         sgl_close(h->epfd);
         free(h->uids);
         free(h->gids);
@@ -787,6 +877,10 @@ _public_ int sgl_host_process(sgl_host *h) {
 
                 if (evs[i].data.u64 == 0) {
                         host_accept(h);
+                        continue;
+                }
+                if (evs[i].data.u64 == HOST_TIMER_KEY) {
+                        drop_silent(h);
                         continue;
                 }
                 /* a connection dropped earlier in this round is gone */

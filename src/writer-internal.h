@@ -38,6 +38,7 @@ struct sgl_wseg {
         uint64_t first_commit_ns;
         bool sealed;
         bool announced;          /* SGL_SEGMENT_OPENED was sent */
+        bool exposed;            /* a host handed the open segment out */
 };
 
 struct sgl_pending {
@@ -89,11 +90,15 @@ struct sgl_writer {
         struct sgl_idmap index;
         sgl_writer_stats stats;
         bool in_gc;
+        bool have_orphans;       /* a segment other than open is unsealed */
+        bool gc_disabled;        /* the index missed an id: never compact */
+        size_t nforget;          /* entries marked SGL_ENTRY_FORGET */
 
         struct sgl_publish *publish; /* publish.c: the daemon connection */
 };
 
 /* writer.c */
+void sgl_writer_mark_exposed(sgl_writer *w, uint64_t seq);
 int sgl_writer_stage(sgl_writer *w, uint32_t kind, uint32_t flags, uint64_t id,
                      uint64_t version, uint64_t expire_ns, uint64_t orig_seq,
                      size_t size, void **data);

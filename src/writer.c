@@ -190,6 +190,8 @@ _public_ int sgl_writer_set_seal_policy(sgl_writer *w, sgl_seal_policy policy,
                 return -EINVAL;
         if ((policy == SGL_SEAL_BYTES || policy == SGL_SEAL_USEC) && arg == 0)
                 return -EINVAL;
+        if (policy == SGL_SEAL_USEC && arg > UINT64_MAX / 1000)
+                return -EINVAL;
         w->policy = policy;
         w->policy_arg = arg;
         return 0;
@@ -295,6 +297,15 @@ _public_ int sgl_writer_foreach_segment(sgl_writer *w, sgl_segment_fn fn,
                 n++;
         }
         return n;
+}
+
+/* A host handed the open segment @seq to a reader that may pin its pages:
+ * seal it by copy (see seal_seg()). */
+void sgl_writer_mark_exposed(sgl_writer *w, uint64_t seq) {
+        struct sgl_wseg *s = sgl_writer_find_seg(w, seq);
+
+        if (s && !s->sealed)
+                s->exposed = true;
 }
 
 struct sgl_wseg *sgl_writer_find_seg(sgl_writer *w, uint64_t seq) {
@@ -438,15 +449,18 @@ static int seal_by_copy(struct sgl_wseg *s) {
         ro = sgl_memfd_reopen_ro(fd);
         if (ro < 0)
                 return ro;
+        /* map before swapping: a failure leaves the old segment intact */
+        p = mmap(NULL, size, PROT_READ, MAP_SHARED, ro, 0);
+        if (p == MAP_FAILED)
+                return sgl_negerrno();
 
         munmap((void *)s->ro, s->size);
-        s->ro = NULL;
         sgl_close(s->ro_fd);
-        sgl_close(s->rw_fd);
-        s->rw_fd = -1;
+        s->rw_fd = sgl_close(s->rw_fd);
         s->ro_fd = TAKE_FD(ro);
+        s->ro = p;
         s->size = size;
-        return seg_map_ro(s);
+        return 0;
 }
 
 /* Seals @s (which must hold no staged records).  A segment without any
@@ -468,7 +482,10 @@ static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
                 munmap(s->rw, s->size);
                 s->rw = NULL;
         }
-        if (!(w->flags & SGL_WRITER_SEAL_BY_COPY))
+        /* A reader holding the open segment can pin a page, and then the
+         * kernel makes F_SEAL_WRITE wait ~150 ms before it fails: if a host
+         * handed the open segment out, copy at once instead. */
+        if (!(w->flags & SGL_WRITER_SEAL_BY_COPY) && !s->exposed)
                 r = sgl_memfd_seal_write(s->rw_fd);
         if (r == -EBUSY || r == -EPERM) {
                 /* EBUSY: a reader pinned a page (or we were told to copy);
@@ -497,6 +514,8 @@ static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
  * moved on (see reserve()) is not the open one any more: retry it, so
  * STRICT readers get its commits once the failure (EMFILE, ENOMEM) passes. */
 static int reseal_orphans(sgl_writer *w) {
+        if (!w->have_orphans)
+                return 0;
         for (size_t i = 0; i < w->nsegs; i++) {
                 struct sgl_wseg *s = w->segs[i];
                 int r;
@@ -509,6 +528,7 @@ static int reseal_orphans(sgl_writer *w) {
                 if (i < w->nsegs && w->segs[i] != s)
                         i--; /* dropped (it held no commit): recheck slot i */
         }
+        w->have_orphans = false;
         return 0;
 }
 
@@ -573,13 +593,20 @@ static int reserve(sgl_writer *w, uint64_t need) {
         }
         if (old) {
                 memcpy(w->open->rw + SGL_PAGE, old->rw + w->pend_start, staged);
+                /* the batch moved: leave no copy of it in the old segment */
+                memset(old->rw + w->pend_start, 0, staged);
                 for (size_t i = 0; i < w->npend; i++)
                         w->pend[i].offset += SGL_PAGE - w->pend_start;
         }
         w->pend_start = SGL_PAGE;
         w->pend_end = SGL_PAGE + staged;
         /* the staged records are whole in the new segment, whatever happens */
-        return old ? seal_seg(w, old) : 0;
+        if (!old)
+                return 0;
+        r = seal_seg(w, old);
+        if (r < 0)
+                w->have_orphans = true; /* retried by reseal_orphans() */
+        return r;
 }
 
 /* Stages one record in the open segment; returns a pointer to its payload. */
@@ -734,6 +761,10 @@ _public_ int sgl_writer_delete(sgl_writer *w, uint64_t id) {
 _public_ void sgl_writer_abort(sgl_writer *w) {
         if (!w)
                 return;
+        /* staged bytes never committed must not reach a reader: TRUSTED
+         * readers map the open segment, and sealing keeps what lies there */
+        if (w->npend > 0 && w->open && w->open->rw)
+                memset(w->open->rw + w->pend_start, 0, w->pend_end - w->pend_start);
         w->npend = 0;
 }
 
@@ -823,6 +854,8 @@ _public_ int sgl_writer_commit(sgl_writer *w) {
         if (!w)
                 return -EINVAL;
         r = sgl_writer_commit_internal(w);
+        if (r >= 0)
+                r = reseal_orphans(w);
         if (r < 0)
                 return r;
         return sgl_gc_maybe(w);
