@@ -95,6 +95,7 @@ struct sgl_host {
         int spare_fd;            /* given up to refuse a peer at EMFILE */
         int timer_fd;            /* ticks while a peer owes its HELLO */
         bool timer_armed;
+        unsigned hello_timeout_ms;
         int epfd;
         char *path;              /* to unlink; NULL for abstract names */
         struct host_conn **conns;
@@ -554,8 +555,13 @@ static void arm_timer(sgl_host *h, bool on) {
 
         if (h->timer_fd < 0 || h->timer_armed == on)
                 return;
-        if (on)
-                its.it_value.tv_sec = its.it_interval.tv_sec = 1;
+        if (on) {
+                /* tick at half the deadline, at most every second */
+                unsigned ms = MIN(h->hello_timeout_ms / 2 + 1, 1000u);
+                its.it_interval.tv_sec = ms / 1000;
+                its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000;
+                its.it_value = its.it_interval;
+        }
         if (timerfd_settime(h->timer_fd, 0, &its, NULL) == 0)
                 h->timer_armed = on;
 }
@@ -569,7 +575,7 @@ static void drop_silent(sgl_host *h) {
                 struct host_conn *c = h->conns[i];
                 if (c->state != SGL_CONN_NEW) {
                         i++;
-                } else if (now - c->accepted_ms >= HOST_HELLO_TIMEOUT_MS) {
+                } else if (now - c->accepted_ms >= h->hello_timeout_ms) {
                         conn_drop(h, c); /* conns[i] now holds another */
                 } else {
                         waiting = true;
@@ -689,7 +695,7 @@ _public_ int sgl_host_new(sgl_writer *w, const char *address, sgl_host **ret) {
         if (!h)
                 return -ENOMEM;
         *h = (sgl_host) { .n_ref = 1, .listen_fd = -1, .epfd = -1, .timer_fd = -1,
-                          .mode = 0400 };
+                          .mode = 0400, .hello_timeout_ms = HOST_HELLO_TIMEOUT_MS };
         h->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
         h->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -839,6 +845,15 @@ _public_ int sgl_host_set_access(sgl_host *h, unsigned mode, const uint32_t *uid
         h->n_gids = n_gids;
         h->mode = mode;
         return 0;
+}
+
+/* For tests: a shorter HELLO deadline than HOST_HELLO_TIMEOUT_MS. */
+void sgl_host_set_hello_timeout_ms(sgl_host *h, unsigned ms) {
+        h->hello_timeout_ms = MAX(ms, 1u);
+        if (h->timer_armed) {
+                arm_timer(h, false);
+                arm_timer(h, true);
+        }
 }
 
 /**

@@ -11,4 +11,7 @@ int sgl_sockaddr_from_string(const char *address, struct sockaddr_un *sa,
                              socklen_t *ret_len);
 int sgl_connect_host(const char *address, int timeout_ms);
 
+#include "sigillo.h"
+void sgl_host_set_hello_timeout_ms(sgl_host *h, unsigned ms);
+
 #endif
