@@ -29,6 +29,10 @@
 #include <sys/uio.h>
 
 #include "fdpass.h"
+
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83
+#endif
 #include "internal.h"
 
 /* SO_PASSPIDFD (Linux 6.5) makes the kernel install a pidfd in the receiver
@@ -210,4 +214,20 @@ ssize_t sgl_fdpass_recv(int sock, void *buf, size_t len, int *fds,
         if (ret_nfds)
                 *ret_nfds = ngot;
         return n;
+}
+
+/*
+ * sgl_fdpass_refuse() - make the kernel refuse descriptors sent to @sock
+ * (SO_PASSRIGHTS=0, Linux 6.16): the sender's sendmsg() fails with EPERM,
+ * so nothing is ever queued to us.  A socket that never expects descriptors
+ * sets it; sgl_fdpass_recv() still closes any that arrive on older kernels.
+ * Returns 0, also where the kernel lacks the option.
+ */
+int sgl_fdpass_refuse(int sock) {
+        int zero = 0;
+
+        if (setsockopt(sock, SOL_SOCKET, SO_PASSRIGHTS, &zero, sizeof(zero)) < 0 &&
+            errno != ENOPROTOOPT)
+                return sgl_negerrno();
+        return 0;
 }

@@ -33,4 +33,7 @@ ssize_t sgl_fdpass_send(int sock, const void *buf, size_t len, const int *fds,
 ssize_t sgl_fdpass_recv(int sock, void *buf, size_t len, int *fds,
                         size_t max_fds, size_t *ret_nfds);
 
+/* SO_PASSRIGHTS=0 on a socket that never expects descriptors. */
+int sgl_fdpass_refuse(int sock);
+
 #endif

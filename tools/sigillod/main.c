@@ -394,6 +394,12 @@ static bool conn_read(struct conn *c) {
                         return false;
                 }
                 r = sgld_registry_handle(d.reg, &c->peer, &m, nfds ? fds[0] : -1);
+                /* only writers send descriptors: once a peer said it is
+                 * something else, the kernel refuses them at the sender
+                 * (sgl_fdpass_recv() still closes any queued before, or on
+                 * kernels without SO_PASSRIGHTS) */
+                if (m.type == SGL_MSG_HELLO && r >= 0 && c->peer.role != SGL_ROLE_WRITER)
+                        (void)sgl_fdpass_refuse(c->fd);
                 if (r == SGLD_CLOSE)
                         sgld_peer_hangup(&c->peer);
                 else if (r < 0)
