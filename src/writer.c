@@ -242,6 +242,12 @@ _public_ int sgl_writer_set_gc(sgl_writer *w, unsigned garbage_percent,
  * sgl_host_new() and sgl_writer_publish() install their own callback and
  * chain to the one set before them, so set yours first; setting one
  * afterwards replaces theirs.
+ *
+ * An application that hands the OPENED descriptor to TRUSTED readers itself
+ * should create the writer with SGL_WRITER_SEAL_BY_COPY: a reader holding
+ * the open segment can pin a page, and an in-place seal then waits ~150 ms
+ * for the kernel to give up before the writer copies.  (The embedded host
+ * and the publisher mark what they hand out and need no flag.)
  */
 _public_ void sgl_writer_set_segment_fn(sgl_writer *w, sgl_segment_fn fn,
                                         void *userdata) {

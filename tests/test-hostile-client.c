@@ -51,6 +51,19 @@
  *    at most one descriptor (its socket; queued messages hold none), the
  *    legitimate readers get every chunk, and all 8 subscribers are
  *    disconnected (the host hangs up: POLLHUP on their sockets).
+ *  - stranger_cannot_lock_out_owner (root only): processes of uids 65534
+ *    and 65533, not allowed to read the area, each open up to 1100
+ *    connections and never say HELLO (together they could fill all 128
+ *    the host takes); the owner (the writer's uid) still opens the area
+ *    with sgl_reader_open() and reads every chunk byte-exact; once the
+ *    host has seen them all, the first stranger holds exactly 64 (the
+ *    per-uid quota of doc/protocol.md section 12), the second the rest of
+ *    the strangers' 7/8 of the connections (48), the others were closed
+ *    at once.
+ *  - silent_connection_dropped: with the HELLO deadline at 300 ms
+ *    (sgl_host_set_hello_timeout_ms()), a connection that says nothing is
+ *    hung up within 2 s (not before its deadline), while one that said
+ *    HELLO at once stays and is answered.
  *
  * Against the client (the reader process is this one; tu_count_fds()
  * before and after every sgl_reader_open() and sgl_reader_unref()), a fake
@@ -65,6 +78,17 @@
  *    oversized message, silence (-ETIMEDOUT in about 5 s): each open fails
  *    with -EPROTO (-ECONNRESET, -ETIMEDOUT, the host's ERROR) or the
  *    descriptor check's errno, never crashes, leaks nothing.
+ *  - fake_host_repeat_segment: after AREA the host sends SEGMENT seq 1
+ *    with the same sealed memfd every millisecond and never SYNCED (each
+ *    message used to restart a 5 s timeout, and the same segment again
+ *    was accepted, so the open never returned): -EPROTO at the repeat,
+ *    well within 5 s, STRICT and TRUSTED.
+ *  - fake_host_trickle (run in fake_host_silence, side by side with it, in
+ *    a reader process): the host sends SEGMENTs with increasing seqs every
+ *    400 ms (each well inside any per-message timeout) and would send
+ *    SYNCED only after 10 s: the open fails with -ETIMEDOUT after about
+ *    5 s, the deadline of the whole handshake (it used to succeed after
+ *    10 s, and a host trickling forever held it forever), leaking nothing.
  *  - fake_host_push_garbage / fake_host_push_bad_segment: after a good open
  *    the host pushes garbage or a pipe: sgl_reader_process() reports it
  *    once, what was mapped stays readable byte-exact, nothing leaks.
@@ -78,6 +102,14 @@
  *  - fake_host_push_area_other: a pushed AREA with another area's control
  *    page ends the connection with -EXDEV (once); the reader keeps its own
  *    control page, and its watcher still reports the writer's commits.
+ *  - fake_host_push_flood: after a good open the host queues as many
+ *    RETIRED pushes as its socket takes, then floods more as fast as it
+ *    can for half a second: every sgl_reader_next() returns -EAGAIN within
+ *    100 ms, and one call leaves pushes queued (the fd stays readable:
+ *    one call does a bounded amount of work; it used to read until the
+ *    socket was empty, which a flooding host could make never happen);
+ *    later calls take the rest, the connection stays up, what was mapped
+ *    stays readable byte-exact.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -85,6 +117,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -102,6 +135,7 @@
 
 #include "sigillo.h"
 #include "protocol.h"
+#include "rendezvous.h"
 #include "test-util.h"
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
@@ -195,6 +229,7 @@ enum {
         W_READY = 1,
         W_COMMIT,      /* a first id, b count */
         W_STATUS,      /* a wanted connections (or UINT64_MAX), b timeout ms */
+        W_HELLO_TIMEOUT, /* a ms: sgl_host_set_hello_timeout_ms() */
         W_EXIT,
         R_OPENED = 100,
         R_WAIT,        /* a count, b timeout ms */
@@ -351,6 +386,10 @@ static int writer_main(void *userdata) {
                                                   st.segments, st.commits, 0, 0, 0) == 0);
                         break;
                 }
+                case W_HELLO_TIMEOUT:
+                        sgl_host_set_hello_timeout_ms(h, (unsigned)m.a);
+                        TU_CHILD_CHECK(child_send(p->sock, 0, 0, 0, 0, 0, 0, 0) == 0);
+                        break;
                 case W_EXIT:
                         sgl_host_unref(h);
                         sgl_writer_unref(w);
@@ -1301,6 +1340,159 @@ static void open_and_never_read(void **state) {
         after_attack();
 }
 
+/* Strangers (uids other than the writer's and root, not allowed to read
+ * the area) open as many connections as they can and never say HELLO. */
+#define STRANGER_TRIES 1100
+#define CONNS_PER_UID 64         /* doc/protocol.md section 12 */
+/* the host takes an eighth of the writer's RLIMIT_NOFILE in connections,
+ * strangers together at most 7/8 of them */
+#define HOST_CONNS (WRITER_NOFILE / 8)
+#define STRANGERS_MAX (HOST_CONNS - HOST_CONNS / 8)
+
+struct stranger {
+        char address[108];
+        uid_t uid;
+        int sock;
+};
+
+static int stranger_main(void *userdata) {
+        struct stranger *p = userdata;
+        static int conns[STRANGER_TRIES];
+        int n = 0, open_ = 0;
+        char c;
+
+        close_others(p->sock);
+        TU_CHILD_CHECK(setgroups(0, NULL) == 0);
+        TU_CHILD_CHECK(setgid(p->uid) == 0);
+        TU_CHILD_CHECK(setuid(p->uid) == 0);
+        for (int i = 0; i < STRANGER_TRIES; i++) {
+                int fd = sgl_connect_host(p->address, 2000);
+                if (fd < 0)
+                        break; /* out of descriptors, or refused */
+                conns[n++] = fd;
+        }
+        TU_CHILD_CHECK(child_send(p->sock, n, 0, 0, 0, 0, 0, 0) == 0);
+        /* the test opened the area as its owner meanwhile: the host has
+         * seen (accepted, kept or closed) every connection of ours */
+        TU_CHILD_CHECK(recv(p->sock, &c, 1, 0) == 1);
+        for (int i = 0; i < n; i++) {
+                struct pollfd pfd = { .fd = conns[i], .events = POLLIN | POLLRDHUP };
+                TU_CHILD_CHECK(poll(&pfd, 1, 0) >= 0);
+                open_ += pfd.revents == 0;
+        }
+        TU_CHILD_CHECK(child_send(p->sock, open_, 0, 0, 0, 0, 0, 0) == 0);
+        TU_CHILD_CHECK(recv(p->sock, &c, 1, 0) == 1);
+        for (int i = 0; i < n; i++)
+                close(conns[i]);
+        return 0;
+}
+
+static void stranger_cannot_lock_out_owner(void **state) {
+        /* the first gets its quota, the second what the first left of
+         * the strangers' 7/8 */
+        const int64_t want[2] = { CONNS_PER_UID, STRANGERS_MAX - CONNS_PER_UID };
+        struct stranger sp[2] = { { .uid = 65534 }, { .uid = 65533 } };
+        struct proc att[2];
+        sgl_reader *r = NULL;
+        sgl_chunk *c;
+        uint64_t count = 0, hash = 0, bad = 0;
+        unsigned fds;
+        struct rep rp;
+        uint32_t gen;
+        int k;
+
+        if (!tu_is_root())
+                skip();
+        /* two strangers together could fill every connection the host
+         * takes (but the last two, which the legitimate readers hold) */
+        assert_true(2 * CONNS_PER_UID >= HOST_CONNS - 2);
+        assert_true(want[1] > 0 && want[1] < CONNS_PER_UID);
+        /* they may reach the socket; the host decides */
+        assert_int_equal(chmod(G.dir, 0755), 0);
+        assert_int_equal(chmod(G.address, 0666), 0);
+        for (int i = 0; i < 2; i++) {
+                snprintf(sp[i].address, sizeof(sp[i].address), "%s", G.address);
+                att[i] = start_proc(stranger_main, &sp[i], &sp[i].sock);
+                rp = cmd_wait(&att[i]);
+                print_message("uid %d opened %" PRId64 " connections\n", (int)sp[i].uid,
+                              rp.ret);
+                assert_true(rp.ret > CONNS_PER_UID);
+        }
+
+        /* the owner is not locked out, and reads everything */
+        fds = tu_count_fds();
+        k = sgl_reader_open(AREA, G.address, 0, &r);
+        assert_int_equal(k, 0);
+        while ((k = sgl_reader_next(r, &c)) == 0) {
+                if (payload_ok(c, &gen) && gen == 0) {
+                        count++;
+                        hash += item_hash(sgl_chunk_id(c), 0);
+                } else {
+                        bad++;
+                }
+                sgl_chunk_unref(c);
+        }
+        assert_int_equal(k, -EAGAIN);
+        assert_int_equal(bad, 0);
+        assert_int_equal(count, G.last_id);
+        assert_int_equal(hash, range_hash(1, G.last_id));
+        r = sgl_reader_unref(r);
+        assert_int_equal(tu_count_fds(), fds);
+
+        /* each stranger holds its quota at most, all of them together at
+         * most theirs; the others were closed at once */
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(send(att[i].sock, "c", 1, 0), 1);
+                rp = cmd_wait(&att[i]);
+                print_message("the host kept %" PRId64 " of uid %d's\n", rp.ret,
+                              (int)sp[i].uid);
+                assert_int_equal(rp.ret, want[i]);
+        }
+        assert_int_equal(cmd_call(&G.writer, W_STATUS, 2 + STRANGERS_MAX, 5000, 0).ret,
+                         2 + STRANGERS_MAX);
+
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(send(att[i].sock, "q", 1, 0), 1);
+                tu_wait_exit(att[i].pid, 0);
+                close(att[i].sock);
+        }
+        assert_int_equal(chmod(G.address, 0600), 0);
+        assert_int_equal(chmod(G.dir, 0700), 0);
+        after_attack();
+}
+
+static void silent_connection_dropped(void **state) {
+        uint8_t buf[SGL_MSG_MAX_SIZE];
+        uint64_t t0, dt;
+        ssize_t n;
+        int silent, talker;
+
+        assert_int_equal(cmd_call(&G.writer, W_HELLO_TIMEOUT, 300, 0, 0).ret, 0);
+        t0 = mono_ns();
+        silent = raw_connect(G.address);
+        talker = raw_connect(G.address);
+        hello(talker, 1, SGL_ROLE_READER);
+
+        /* hung up after its deadline, without a word */
+        n = raw_recv(silent, buf, sizeof(buf), NULL, 2000);
+        dt = mono_ns() - t0;
+        print_message("a silent connection was dropped after %" PRIu64 " ms\n", dt / 1000000);
+        assert_true(n == 0 || n == -ECONNRESET);
+        assert_true(dt >= 250ULL * 1000000ULL);
+        assert_true(dt < 2000ULL * 1000000ULL);
+        close(silent);
+
+        /* the one that said HELLO is still served, well past the deadline */
+        assert_false(hung_up(talker));
+        raw_send(talker, buf, (size_t)sgl_msg_build_ping(buf, sizeof(buf), 2));
+        raw_expect(talker, buf, SGL_MSG_OK, 2, NULL);
+        assert_int_equal(cmd_call(&G.writer, W_STATUS, 3, 2000, 0).ret, 3);
+        close(talker);
+
+        assert_int_equal(cmd_call(&G.writer, W_HELLO_TIMEOUT, 10000, 0, 0).ret, 0);
+        after_attack();
+}
+
 /* ------------------------------------------------- a hostile host */
 
 enum scenario {
@@ -1326,6 +1518,8 @@ enum scenario {
         F_SYNCED_WRONG_SERIAL,
         F_CLOSE_BEFORE_SYNCED,
         F_SILENCE,
+        F_REPEAT_SEGMENT,        /* SEGMENT seq 1 again and again, no SYNCED */
+        F_TRICKLE,               /* SEGMENT seq 1, 2, ... every 400 ms */
         F_GOOD,                  /* a good open, then pushes (below) */
 };
 
@@ -1336,6 +1530,7 @@ enum push {
         P_AREA,
         P_CLOSE_THEN_COMMIT,
         P_AREA_OTHER,
+        P_FLOOD,                 /* RETIRED pushes, as many as possible */
 };
 
 struct fparams {
@@ -1412,6 +1607,13 @@ static int wait_hangup(int fd) {
                 if (n < 0)
                         return -1;
         }
+}
+
+/* Whether the client hung up within @timeout_ms (it sends nothing while
+ * it waits for SYNCED, so any event is its end). */
+static bool client_gone(int fd, int timeout_ms) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLRDHUP };
+        return poll(&pfd, 1, timeout_ms) == 1;
 }
 
 static int ctl_step(int ctl) {
@@ -1578,6 +1780,29 @@ static int fake_host_main(void *userdata) {
                 TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_synced(buf, sizeof(buf),
                                                                  open_serial + 1), -1) == 0);
                 return wait_hangup(c) == 0 ? 0 : 65;
+        case F_REPEAT_SEGMENT: {
+                /* the same sealed segment every ms, for 8 s at most */
+                uint64_t end = mono_ns() + 8000000000ULL;
+                n = sgl_msg_build_segment(buf, sizeof(buf), open_serial, 1, SGL_MSG_EVENT_SEALED);
+                while (mono_ns() < end)
+                        if (fsend(c, buf, n, a.sealed) < 0 || client_gone(c, 1))
+                                return 0;
+                return 66; /* the client still listened */
+        }
+        case F_TRICKLE: {
+                /* a new seq every 400 ms (the same segment: taken again
+                 * as it is), SYNCED only after 10 s */
+                uint64_t end = mono_ns() + 10000000000ULL;
+                for (uint64_t seq = 1; mono_ns() < end; seq++) {
+                        n = sgl_msg_build_segment(buf, sizeof(buf), open_serial, seq,
+                                                  SGL_MSG_EVENT_SEALED);
+                        if (fsend(c, buf, n, a.sealed) < 0 || client_gone(c, 400))
+                                return 0;
+                }
+                TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_synced(buf, sizeof(buf), open_serial),
+                                     -1) == 0);
+                return 67; /* the client waited for it */
+        }
         default:
                 break;
         }
@@ -1642,6 +1867,32 @@ static int fake_host_main(void *userdata) {
                 TU_CHILD_CHECK(sgl_writer_commit(a.w) == 0);
                 TU_CHILD_CHECK(send(p->ctl, "d", 1, 0) == 1);
                 return 0;
+        case P_FLOOD: {
+                int sndbuf = 4 << 20;
+                struct timeval tv = { .tv_usec = 20000 };
+                uint64_t queued = 0;
+
+                /* first a backlog: as many as the socket takes */
+                if (setsockopt(c, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) < 0)
+                        (void)setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+                n = sgl_msg_build_retired(buf, sizeof(buf), 12345);
+                TU_CHILD_CHECK(n > 0);
+                while (raw_send_fds(c, buf, (size_t)n, NULL, 0, MSG_DONTWAIT) == n)
+                        queued++;
+                TU_CHILD_CHECK(send(p->ctl, &queued, sizeof(queued), 0) == sizeof(queued));
+                /* then as fast as we can, until told to stop */
+                TU_CHILD_CHECK(ctl_step(p->ctl) == 'f');
+                TU_CHILD_CHECK(setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0);
+                for (;;) {
+                        struct pollfd cp = { .fd = p->ctl, .events = POLLIN };
+                        for (int i = 0; i < 64; i++)
+                                (void)raw_send_fds(c, buf, (size_t)n, NULL, 0, 0);
+                        if (poll(&cp, 1, 0) == 1)
+                                break;
+                }
+                TU_CHILD_CHECK(ctl_step(p->ctl) == 's');
+                break;
+        }
         default:
                 break;
         }
@@ -1731,11 +1982,120 @@ static void fake_host_bad_segment(void **state) {
         fake_host_open_fails(F_CLOSE_BEFORE_SYNCED, false, -ECONNRESET);
 }
 
+static void fake_host_repeat_segment(void **state) {
+        for (int trusted = 0; trusted < 2; trusted++) {
+                uint64_t t0 = mono_ns();
+                fake_host_open_fails(F_REPEAT_SEGMENT, trusted, -EPROTO);
+                assert_true(mono_ns() - t0 < 5ULL * 1000000000ULL);
+        }
+}
+
+/* A reader process that opens at a fake host: replies its result, how
+ * long it took (ms), and the descriptors it leaked. */
+struct opener {
+        char address[108];
+        int sock;
+};
+
+static int opener_main(void *userdata) {
+        struct opener *p = userdata;
+        sgl_reader *r = NULL;
+        uint64_t t0;
+        unsigned fds;
+        int k;
+
+        close_others(p->sock);
+        fds = tu_count_fds();
+        t0 = mono_ns();
+        k = sgl_reader_open("fake", p->address, 0, &r);
+        TU_CHILD_CHECK(child_send(p->sock, k, (mono_ns() - t0) / 1000000,
+                                  tu_count_fds() - fds, 0, 0, 0, 0) == 0);
+        sgl_reader_unref(r);
+        return 0;
+}
+
+/* Silence, and side by side (both take the 5 s deadline) a host that
+ * trickles SEGMENTs (fake_host_trickle in the list above). */
 static void fake_host_silence(void **state) {
+        struct opener op = { 0 };
+        struct proc trickler;
         uint64_t t0 = mono_ns();
+        struct rep r;
+        pid_t host;
+        int ctl;
+
+        host = fake_host_start(F_TRICKLE, P_NONE, false, op.address, &ctl);
+        trickler = start_proc(opener_main, &op, &op.sock);
 
         fake_host_open_fails(F_SILENCE, false, -ETIMEDOUT);
         assert_true(mono_ns() - t0 < 8ULL * 1000000000ULL);
+
+        r = cmd_wait(&trickler);
+        print_message("a trickling host was given up after %" PRIu64 " ms\n", r.v[0]);
+        assert_int_equal(r.ret, -ETIMEDOUT);
+        assert_true(r.v[0] >= 4500 && r.v[0] < 7000);
+        assert_int_equal(r.v[1], 0);
+        tu_wait_exit(trickler.pid, 0);
+        close(trickler.sock);
+        tu_wait_exit(host, 0);
+        close(ctl);
+}
+
+/* One sgl_reader_next() while the host floods: -EAGAIN (RETIRED pushes of
+ * an unknown seq add nothing) in bounded time; returns the time it took. */
+#define FLOOD_CALL_MAX_NS (100ULL * 1000000ULL)
+static uint64_t next_in_flood(sgl_reader *r) {
+        sgl_chunk *x = NULL;
+        uint64_t t0 = mono_ns(), dt;
+        int k = sgl_reader_next(r, &x);
+
+        dt = mono_ns() - t0;
+        assert_int_equal(k, -EAGAIN);
+        assert_null(x);
+        if (dt >= FLOOD_CALL_MAX_NS)
+                fail_msg("sgl_reader_next() took %" PRIu64 " ms in a flood", dt / 1000000);
+        return dt;
+}
+
+static void flood_checks(sgl_reader *r, int ctl, struct pollfd *pfd) {
+        uint64_t queued, calls, max = 0, end;
+        char c;
+
+        assert_int_equal(recv(ctl, &queued, sizeof(queued), 0), sizeof(queued));
+        assert_true(queued >= 256);
+        assert_int_equal(poll(pfd, 1, 5000), 1);
+        /* one call takes some of the backlog, not all of it: the fd stays
+         * readable for the rest */
+        max = next_in_flood(r);
+        assert_int_equal(poll(pfd, 1, 0), 1);
+        for (calls = 1; poll(pfd, 1, 0) == 1; calls++) {
+                uint64_t dt = next_in_flood(r);
+                assert_true(calls < queued); /* each takes at least one */
+                max = dt > max ? dt : max;
+        }
+        print_message("%" PRIu64 " queued pushes took %" PRIu64 " calls\n", queued, calls);
+
+        /* a flood that goes on: every call still returns */
+        assert_int_equal(send(ctl, "f", 1, 0), 1);
+        end = mono_ns() + 500000000ULL;
+        for (calls = 0; mono_ns() < end; calls++) {
+                uint64_t dt = next_in_flood(r);
+                max = dt > max ? dt : max;
+                (void)poll(pfd, 1, 5);
+        }
+        assert_true(calls >= 10);
+        print_message("%" PRIu64 " calls in a 0.5 s flood, slowest %" PRIu64 " us\n", calls,
+                      max / 1000);
+        assert_int_equal(send(ctl, "s", 1, 0), 1);
+        assert_int_equal(recv(ctl, &c, 1, 0), 1);
+        assert_int_equal(c, 'd');
+        /* what is left drains, the connection stays up, the fd quiets */
+        for (calls = 0; poll(pfd, 1, 0) == 1; calls++) {
+                assert_true(calls < 1000000);
+                (void)next_in_flood(r);
+        }
+        assert_int_equal(sgl_reader_process(r), 0);
+        assert_int_equal(poll(pfd, 1, 100), 0);
 }
 
 /* A good open, then a hostile push. */
@@ -1766,7 +2126,9 @@ static void fake_host_push(enum push push, bool trusted, int expect) {
         assert_int_equal(poll(&pfd, 1, 100), 0);
 
         assert_int_equal(send(ctl, "p", 1, 0), 1);
-        if (push == P_AREA) {
+        if (push == P_FLOOD) {
+                flood_checks(r, ctl, &pfd);
+        } else if (push == P_AREA) {
                 assert_int_equal(recv(ctl, &c, 1, 0), 1);
                 assert_int_equal(c, 'a');
                 assert_int_equal(poll(&pfd, 1, 5000), 1);
@@ -1852,6 +2214,10 @@ static void fake_host_push_area_other(void **state) {
         fake_host_push(P_AREA_OTHER, true, -EXDEV);
 }
 
+static void fake_host_push_flood(void **state) {
+        fake_host_push(P_FLOOD, false, 0);
+}
+
 int main(void) {
         const struct CMUnitTest host_tests[] = {
                 cmocka_unit_test(host_answers_raw_client),
@@ -1865,6 +2231,8 @@ int main(void) {
                 cmocka_unit_test(ten_thousand_connections),
                 cmocka_unit_test(idle_connections),
                 cmocka_unit_test(open_and_never_read),
+                cmocka_unit_test(stranger_cannot_lock_out_owner),
+                cmocka_unit_test(silent_connection_dropped),
         };
         const struct CMUnitTest client_tests[] = {
                 cmocka_unit_test(fake_host_garbage),
@@ -1872,11 +2240,13 @@ int main(void) {
                 cmocka_unit_test(fake_host_bad_area),
                 cmocka_unit_test(fake_host_bad_segment),
                 cmocka_unit_test(fake_host_silence),
+                cmocka_unit_test(fake_host_repeat_segment),
                 cmocka_unit_test(fake_host_push_garbage),
                 cmocka_unit_test(fake_host_push_bad_segment),
                 cmocka_unit_test(fake_host_push_area_trusted),
                 cmocka_unit_test(fake_host_gone_writer_commits),
                 cmocka_unit_test(fake_host_push_area_other),
+                cmocka_unit_test(fake_host_push_flood),
         };
         struct rlimit rl;
         int failed;

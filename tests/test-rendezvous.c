@@ -68,6 +68,15 @@
  *    cannot exhaust the descriptors the kernel lets an unprivileged writer
  *    have in flight (ETOOMANYREFS for every connection): 2000 commits all
  *    succeed and two honest readers get every one without being dropped.
+ *  - pinned_open_segment_seals_at_once: a TRUSTED reader that got the open
+ *    segment from the host (SGL_SEAL_BYTES; in its OPEN reply, then as an
+ *    OPENED push) pins a page of one of its chunks (vmsplice() into a pipe
+ *    it never reads); each sgl_writer_seal() returns 0 in well under
+ *    100 ms (F_SEAL_WRITE used to wait ~150 ms on the pin before the writer
+ *    fell back to a copy, for every open segment such a reader pinned), by
+ *    copy (stats: seal_copies counts them, no seal in place); a STRICT
+ *    reader then gets the commits byte-exact from the copies, the pinning
+ *    reader keeps its chunks without duplicates.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -86,6 +95,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -159,7 +169,7 @@ enum {
         W_READY = 1,   /* -> ret: sgl_host_new() */
         W_COMMIT,      /* a first id, b count, c gen: one commit each */
         W_DELETE,      /* a id */
-        W_SEAL,
+        W_SEAL,        /* -> v0 ns it took, v1 seal_copies, v2 seals */
         W_ACCESS,      /* a mode, b uid or UINT64_MAX, c gid or UINT64_MAX */
         W_STATUS,      /* a wanted connections (or UINT64_MAX), b timeout ms */
         W_EXIT,
@@ -174,6 +184,7 @@ enum {
         R_VERIFY,      /* re-check every held chunk */
         R_GET,         /* a id: sgl_reader_get() */
         R_NEXT,        /* sgl_reader_next() until -EAGAIN, no process() */
+        R_PIN,         /* a id: vmsplice() a page of its chunk into a pipe */
         R_EXIT,        /* -> ret: descriptors left over since before open */
 };
 
@@ -329,10 +340,17 @@ static int writer_main(void *userdata) {
                                 k = sgl_writer_commit(w);
                         TU_CHILD_CHECK(child_send(p->sock, k, 0, 0, 0, 0, 0, 0) == 0);
                         break;
-                case W_SEAL:
+                case W_SEAL: {
+                        uint64_t t0 = mono_ns(), dt;
+                        sgl_writer_stats st;
+
                         k = sgl_writer_seal(w);
-                        TU_CHILD_CHECK(child_send(p->sock, k, 0, 0, 0, 0, 0, 0) == 0);
+                        dt = mono_ns() - t0;
+                        TU_CHILD_CHECK(sgl_writer_get_stats(w, &st) == 0);
+                        TU_CHILD_CHECK(child_send(p->sock, k, dt, st.seal_copies, st.seals,
+                                                  0, 0, 0) == 0);
                         break;
+                }
                 case W_ACCESS: {
                         uint32_t uid = (uint32_t)m.b, gid = (uint32_t)m.c;
                         k = sgl_host_set_access(h, (unsigned)m.a, &uid,
@@ -412,6 +430,7 @@ struct rstate {
         uint64_t *seen;          /* per id: a bit per generation */
         uint64_t nerr;
         int64_t first_err;
+        int pin[2];              /* R_PIN: a pipe holding a page, never read */
 };
 
 static void take(struct rstate *st, sgl_chunk *c) {
@@ -474,7 +493,7 @@ static int reply_summary(int sock, const struct rstate *st, int64_t ret) {
 
 static int reader_main(void *userdata) {
         struct rparams *p = userdata;
-        struct rstate st = { .ep = -1 };
+        struct rstate st = { .ep = -1, .pin = { -1, -1 } };
         unsigned fds0;
         int k;
 
@@ -506,6 +525,10 @@ static int reader_main(void *userdata) {
                         sgl_reader_unref(st.r);
                         if (st.ep >= 0)
                                 close(st.ep);
+                        if (st.pin[0] >= 0) {
+                                close(st.pin[0]);
+                                close(st.pin[1]);
+                        }
                         free(st.seen);
                         TU_CHILD_CHECK(child_send(p->sock, (int64_t)tu_count_fds() - fds0,
                                                   0, 0, 0, 0, 0, 0) == 0);
@@ -582,6 +605,32 @@ static int reader_main(void *userdata) {
                         }
                         TU_CHILD_CHECK(reply_summary(p->sock, &st, k) == 0);
                         break;
+                case R_PIN: {
+                        /* what any reader can do with a page it maps: take
+                         * a reference the kernel waits for at F_SEAL_WRITE */
+                        sgl_chunk *c = NULL;
+                        struct iovec iov;
+
+                        if (st.pin[0] >= 0) {
+                                close(st.pin[0]); /* drops the previous pin */
+                                close(st.pin[1]);
+                                st.pin[0] = st.pin[1] = -1;
+                        }
+                        k = sgl_reader_get(st.r, m.a, &c);
+                        if (k == 0) {
+                                long page = sysconf(_SC_PAGESIZE);
+                                iov.iov_base = (void *)((uintptr_t)sgl_chunk_data(c) &
+                                                        ~(uintptr_t)(page - 1));
+                                iov.iov_len = (size_t)page;
+                                if (pipe2(st.pin, O_CLOEXEC) < 0)
+                                        k = -errno;
+                                else if (vmsplice(st.pin[1], &iov, 1, 0) != page)
+                                        k = -EOPNOTSUPP;
+                        }
+                        sgl_chunk_unref(c);
+                        TU_CHILD_CHECK(child_send(p->sock, k, 0, 0, 0, 0, 0, 0) == 0);
+                        break;
+                }
                 case R_PROCESS:
                         k = sgl_reader_process(st.r);
                         TU_CHILD_CHECK(child_send(p->sock, k, 0, 0, 0, 0, 0, 0) == 0);
@@ -1366,6 +1415,77 @@ static void late_joiner_many_segments(void **state) {
         stop_writer(&w);
 }
 
+/* The writer seals a segment a reader pinned: at once, by copy (the
+ * @copies-th). */
+static void seal_at_once(const struct proc *w, uint64_t copies) {
+        struct rep r = cmd_call(w, W_SEAL, 0, 0, 0);
+
+        print_message("sealing a pinned open segment took %" PRIu64 " us\n", r.v[0] / 1000);
+        assert_int_equal(r.ret, 0);
+        assert_true(r.v[0] < 100ULL * 1000000ULL); /* ns: the pin wait is ~150 ms */
+        assert_int_equal(r.v[1], copies); /* seal_copies */
+        assert_int_equal(r.v[2], 0);      /* seals in place */
+}
+
+/*
+ * A TRUSTED reader is handed the open segment, so it can pin one of its
+ * pages (vmsplice() into a pipe it never reads); F_SEAL_WRITE then waits
+ * for the pin (~150 ms in the kernel's memfd_wait_for_pins()) before it
+ * fails with EBUSY, and the writer used to pay that on every seal of every
+ * open segment such a reader pinned.  The host now marks an open segment
+ * it hands out as exposed, and the writer seals it by copy at once.
+ */
+static void pinned_open_segment_seals_at_once(void **state) {
+        struct wparams wp = { .policy = SGL_SEAL_BYTES, .policy_arg = 1 << 20 };
+        struct proc w, s, t;
+        uint32_t gen;
+        struct rep r;
+
+        abstract_address(wp.address, sizeof(wp.address), "pin");
+        snprintf(wp.name, sizeof(wp.name), "pinned");
+        w = start_writer(&wp);
+        wcall_ok(&w, W_COMMIT, 1, 5, 0); /* id 5 spans pages */
+        /* the open segment reaches the TRUSTED reader in its OPEN reply */
+        t = open_reader(wp.address, wp.name, SGL_READER_TRUSTED);
+        s = open_reader(wp.address, wp.name, 0);
+        expect_reader(&t, 5, range_hash(1, 5, 0));
+        expect_reader(&s, 0, 0);
+
+        r = cmd_call(&t, R_PIN, 5, 0, 0);
+        if (r.ret == -EOPNOTSUPP) {
+                print_message("vmsplice() cannot pin here: skipped\n");
+                stop_reader(&s);
+                stop_reader(&t);
+                stop_writer(&w);
+                skip();
+        }
+        assert_int_equal(r.ret, 0);
+        seal_at_once(&w, 1);
+
+        /* the copy reaches STRICT readers, byte-exact; TRUSTED ones get no
+         * duplicate and keep what they hold */
+        wait_reader(&s, 5, range_hash(1, 5, 0));
+        assert_int_equal(cmd_call(&s, R_VERIFY, 0, 0, 0).ret, 0);
+        assert_int_equal(reader_get(&s, 5, &gen), 0);
+        assert_int_equal(gen, 0);
+        expect_reader(&t, 5, range_hash(1, 5, 0));
+        assert_int_equal(cmd_call(&t, R_VERIFY, 0, 0, 0).ret, 0);
+
+        /* the next open segment reaches it as an OPENED push: the same */
+        wcall_ok(&w, W_COMMIT, 6, 2, 0);
+        expect_reader(&t, 7, range_hash(1, 7, 0));
+        assert_int_equal(cmd_call(&t, R_PIN, 6, 0, 0).ret, 0);
+        seal_at_once(&w, 2);
+        wait_reader(&s, 7, range_hash(1, 7, 0));
+        assert_int_equal(cmd_call(&s, R_VERIFY, 0, 0, 0).ret, 0);
+        expect_reader(&t, 7, range_hash(1, 7, 0));
+        assert_int_equal(cmd_call(&t, R_VERIFY, 0, 0, 0).ret, 0);
+
+        stop_reader(&s);
+        stop_reader(&t);
+        stop_writer(&w);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(late_joiner_and_pushes_path),
@@ -1380,6 +1500,7 @@ int main(void) {
                 cmocka_unit_test(slow_reader_cannot_suppress_pushes),
                 cmocka_unit_test(late_joiner_many_segments),
                 cmocka_unit_test(stalled_readers_vs_unprivileged_writer),
+                cmocka_unit_test(pinned_open_segment_seals_at_once),
         };
 
         signal(SIGPIPE, SIG_IGN);

@@ -47,8 +47,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "sigillo.h"
+#include "segment.h"
 #include "test-proc.h"
 #include "test-util.h"
 
@@ -966,9 +968,173 @@ static void test_sizes(void **state) {
         assert_int_equal(tu_count_fds(), fds);
 }
 
+/* ------------------------------------------------- no stale staged bytes */
+
+/* How many of the 32-byte slices of @secret (at offsets 0, 32, 64, ...)
+ * occur anywhere in the file @fd, read through the descriptor (pread(), as
+ * any reader may: not only up to commit_end).  Asserts. */
+static size_t secret_slices_in(int fd, const uint8_t *secret, size_t len) {
+        struct stat st;
+        uint8_t *buf;
+        size_t found = 0;
+
+        assert_int_equal(fstat(fd, &st), 0);
+        buf = malloc((size_t)st.st_size);
+        assert_non_null(buf);
+        for (off_t off = 0; off < st.st_size;) {
+                ssize_t n = pread(fd, buf + off, (size_t)(st.st_size - off), off);
+                assert_true(n > 0);
+                off += n;
+        }
+        for (size_t k = 0; k + 32 <= len; k += 32)
+                found += memmem(buf, (size_t)st.st_size, secret + k, 32) != NULL;
+        free(buf);
+        return found;
+}
+
+/* Every live segment of @w is sealed; none holds any slice of @secret.
+ * Returns how many segments were scanned.  Asserts. */
+static size_t expect_secret_nowhere(sgl_writer *w, const uint8_t *secret, size_t len) {
+        struct seg_cap cap = {};
+        size_t n = 0;
+
+        assert_true(sgl_writer_foreach_segment(w, cap_fn, &cap) > 0);
+        assert_false(cap.overflow);
+        for (size_t i = 0; i < cap.n; i++) {
+                assert_int_equal(cap.e[i].ev, SGL_SEGMENT_SEALED);
+                assert_true(cap.e[i].fd >= 0);
+                assert_int_equal(secret_slices_in(cap.e[i].fd, secret, len), 0);
+                n++;
+        }
+        cap_close(&cap);
+        return n;
+}
+
+/* A chunk staged in place (sgl_writer_alloc()), filled, then aborted is
+ * never committed: none of its bytes may be sealed into a segment that
+ * STRICT readers get, not even past commit_end, where the next commit
+ * (smaller, reusing the same segment) does not overwrite them.  Each
+ * policy (the segment sized for the aborted chunk and reused, or shared),
+ * sealed in place and by copy; the STRICT reader gets exactly the commit. */
+#define SECRET_SIZE 6000
+static void test_abort_leaves_no_bytes(void **state) {
+        const struct { sgl_seal_policy policy; unsigned wflags; } *v = *state;
+        const unsigned flags[] = { 0 };
+        static uint8_t secret[SECRET_SIZE];
+        struct rd rd[1];
+        struct hub h = {};
+        struct put c[2];
+        sgl_writer_stats st;
+        void *data;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 1, v->wflags);
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, v->policy, 0), 0);
+        tu_fill_pattern(secret, sizeof(secret), 0x5ec12e7);
+        /* once with a fresh segment, once behind a commit */
+        for (int round = 0; round < 2; round++) {
+                assert_int_equal(sgl_writer_alloc(w, 900 + round, 0, sizeof(secret), &data,
+                                                  NULL), 0);
+                memcpy(data, secret, sizeof(secret));
+                sgl_writer_abort(w);
+                c[round] = commit_one(w, 1 + round, 0xab0 + round, 100);
+                assert_int_equal(sgl_writer_seal(w), 0);
+                expect_drain(&rd[0], &c[round], 1);
+                assert_true(expect_secret_nowhere(w, secret, sizeof(secret)) >= 1);
+        }
+        for (int i = 0; i < 2; i++)
+                expect_get(&rd[0], &c[i]);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.commits, 2);
+        teardown(w, rd, 1);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* A staged batch that outgrows the open segment moves to a new one, and
+ * the old one is sealed at once: the moved chunk's bytes must not stay
+ * behind in the old segment past its commit_end (they were never committed
+ * there), and the batch arrives whole. */
+static void test_moved_batch_leaves_no_bytes(void **state) {
+        const unsigned flags[] = { 0 };
+        static uint8_t moved[1500];
+        struct rd rd[1];
+        struct hub h = {};
+        struct put c[3];
+        struct seg_cap cap = {};
+        uint64_t commit_end = 0;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 1, 0);
+        int old;
+
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        /* header page + three commit pages */
+        assert_int_equal(sgl_writer_set_segment_size(w, 4 * PAGE), 0);
+        c[0] = commit_one(w, 1, 0x3001, 200);
+        /* fits in the second page ... */
+        c[1] = put_write(w, 2, 0x3002, sizeof(moved), 0);
+        tu_fill_pattern(moved, sizeof(moved), 0x3002);
+        assert_int_equal(h.sealed, 0);
+        /* ... but this one does not: the batch moves, the old segment seals */
+        c[2] = put_write(w, 3, 0x3003, 8000, 0);
+        assert_int_equal(h.sealed, 1);
+        assert_int_equal(h.last_sealed, 1);
+        expect_drain(&rd[0], &c[0], 1);
+
+        /* the new segment holds no commit yet: not handed out */
+        assert_true(sgl_writer_foreach_segment(w, cap_fn, &cap) == 1);
+        assert_int_equal(cap.e[0].seq, 1);
+        assert_int_equal(cap.e[0].ev, SGL_SEGMENT_SEALED);
+        old = cap.e[0].fd;
+        assert_int_equal(pread(old, &commit_end, sizeof(commit_end),
+                               offsetof(struct sgl_seg_header, commit_end)),
+                         sizeof(commit_end));
+        assert_int_equal(commit_end, 2 * PAGE);
+        assert_int_equal(secret_slices_in(old, moved, sizeof(moved)), 0);
+        cap_close(&cap);
+
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        expect_drain(&rd[0], &c[1], 2);
+        /* the moved chunk lives only where it was committed */
+        assert_true(sgl_writer_foreach_segment(w, cap_fn, &cap) == 2);
+        assert_int_equal(secret_slices_in(cap.e[0].fd, moved, sizeof(moved)), 0);
+        assert_int_equal(secret_slices_in(cap.e[1].fd, moved, sizeof(moved)),
+                         sizeof(moved) / 32);
+        cap_close(&cap);
+        for (int i = 0; i < 3; i++)
+                expect_get(&rd[0], &c[i]);
+        teardown(w, rd, 1);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* SGL_SEAL_USEC takes microseconds and compares nanoseconds: an argument
+ * whose product overflows (it wrapped to a deadline of a few ns: every
+ * commit sealed at once) is refused, the largest one that fits is taken
+ * and never comes due. */
+static void test_seal_usec_overflow(void **state) {
+        sgl_writer_stats st;
+        sgl_writer *w = NULL;
+
+        assert_int_equal(sgl_writer_new("usec-overflow", 0, &w), 0);
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_USEC, UINT64_MAX), -EINVAL);
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_USEC, UINT64_MAX / 1000 + 1),
+                         -EINVAL);
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_USEC, UINT64_MAX / 1000), 0);
+        assert_int_equal(sgl_writer_write(w, 1, 0, "x", 1, NULL), 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_int_equal(sgl_writer_tick(w), 0);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.seals + st.seal_copies, 0);
+        assert_null(sgl_writer_unref(w));
+}
+
 int main(void) {
         static unsigned in_place = 0, by_copy = SGL_WRITER_SEAL_BY_COPY;
         static unsigned every_commit = SGL_SEAL_EVERY_COMMIT, when_full = SGL_SEAL_WHEN_FULL;
+        static const struct { sgl_seal_policy policy; unsigned wflags; } abort_every = {
+                SGL_SEAL_EVERY_COMMIT, 0 }, abort_full = { SGL_SEAL_WHEN_FULL, 0 },
+                abort_full_copy = { SGL_SEAL_WHEN_FULL, SGL_WRITER_SEAL_BY_COPY };
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_stream_order),
                 cmocka_unit_test(test_keyed_latest),
@@ -994,6 +1160,11 @@ int main(void) {
                 cmocka_unit_test_prestate(test_late_reader, &when_full),
                 cmocka_unit_test_prestate(test_sizes, &every_commit),
                 cmocka_unit_test_prestate(test_sizes, &when_full),
+                cmocka_unit_test_prestate(test_abort_leaves_no_bytes, (void *)&abort_every),
+                cmocka_unit_test_prestate(test_abort_leaves_no_bytes, (void *)&abort_full),
+                cmocka_unit_test_prestate(test_abort_leaves_no_bytes, (void *)&abort_full_copy),
+                cmocka_unit_test(test_moved_batch_leaves_no_bytes),
+                cmocka_unit_test(test_seal_usec_overflow),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
