@@ -609,6 +609,9 @@ static void host_accept(sgl_host *h) {
                 /* the kernel's minimum: what does not fit waits in our
                  * queue, without a descriptor */
                 (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
+                /* no request to an embedded host carries a descriptor: the
+                 * kernel refuses them at the sender */
+                (void)sgl_fdpass_refuse(fd);
                 a = realloc(h->conns, (h->nconns + 1) * sizeof(*a));
                 c = calloc(1, sizeof(*c));
                 if (!a || !c) {
