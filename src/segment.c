@@ -110,6 +110,22 @@ static int rec_check(const struct sgl_record *rec, uint64_t room) {
         }
 }
 
+/* The view of a checked record at @offset of the mapping at @base. */
+static void rec_view(const struct sgl_record *rec, const void *base, uint64_t offset,
+                     struct sgl_rec_view *ret) {
+        *ret = (struct sgl_rec_view) {
+                .kind = rec->kind,
+                .flags = rec->flags,
+                .id = rec->id,
+                .version = rec->version,
+                .expire_ns = rec->expire_ns,
+                .len = rec->len,
+                .orig_seq = rec->orig_seq,
+                .offset = offset,
+                .payload = (const uint8_t *)base + offset + sizeof(*rec),
+        };
+}
+
 /*
  * sgl_rec_iter_next() - the next record in log order.
  * Returns 1 with @ret filled, 0 at the visible end, -EBADMSG on corruption
@@ -144,17 +160,7 @@ int sgl_rec_iter_next(struct sgl_rec_iter *it, struct sgl_rec_view *ret) {
         if (r < 0)
                 return r;
 
-        *ret = (struct sgl_rec_view) {
-                .kind = rec.kind,
-                .flags = rec.flags,
-                .id = rec.id,
-                .version = rec.version,
-                .expire_ns = rec.expire_ns,
-                .len = rec.len,
-                .orig_seq = rec.orig_seq,
-                .offset = it->pos,
-                .payload = it->base + it->pos + sizeof(rec),
-        };
+        rec_view(&rec, it->base, it->pos, ret);
         it->pos += sgl_record_span(rec.len);
         it->nrec_left--;
         return 1;
@@ -180,16 +186,6 @@ int sgl_rec_at(const void *base, uint64_t size, uint64_t end, uint64_t offset,
         r = rec_check(&rec, end - offset);
         if (r < 0)
                 return r;
-        *ret = (struct sgl_rec_view) {
-                .kind = rec.kind,
-                .flags = rec.flags,
-                .id = rec.id,
-                .version = rec.version,
-                .expire_ns = rec.expire_ns,
-                .len = rec.len,
-                .orig_seq = rec.orig_seq,
-                .offset = offset,
-                .payload = (const uint8_t *)base + offset + sizeof(rec),
-        };
+        rec_view(&rec, base, offset, ret);
         return 0;
 }
