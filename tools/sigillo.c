@@ -2,7 +2,8 @@
 /*
  * sigillo.c - the command-line tool.
  *
- * Owns: argument parsing and the `demo` subcommand: one writer process that
+ * Owns: dispatching to the subcommands (tools/cli/: put, get, cat, gc in
+ * data.c; ls, stat, rm in query.c) and the `demo` subcommand: one writer process that
  * serves its area on an embedded host (no daemon) and two STRICT reader
  * processes that open it by name, read the log, are woken by a live update
  * through their pollable descriptor, and see the kernel refuse every
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "sigillo.h"
+#include "cli/subcommands.h"
 
 #define N_READERS 2
 #define DEMO_AREA "demo"
@@ -277,8 +279,18 @@ static void usage(FILE *f) {
         fprintf(f,
                 "Usage: sigillo [--help] [--version] COMMAND\n"
                 "\n"
-                "Commands:\n"
+                "Commands (each takes --help):\n"
+                "  put     commit a file or standard input as one chunk to an area on sigillod\n"
+                "  get     write the latest version of one chunk to standard output\n"
+                "  cat     write every live chunk of an area; --follow waits for more\n"
+                "  ls      list the areas on sigillod\n"
+                "  stat    show one area and its segments\n"
+                "  rm      remove one of your areas from sigillod\n"
+                "  gc      compact one of your persistent areas now\n"
                 "  demo    a writer and two readers exchange sealed chunks (no daemon)\n"
+                "\n"
+                "The daemon's socket: --socket ADDR, else $SIGILLO_SOCKET, else\n"
+                "$XDG_RUNTIME_DIR/sigillo/socket, else /run/sigillo/socket.\n"
                 "\n"
                 "Exit status: 0 on success, 1 on failure, 2 on a usage error.\n");
 }
@@ -308,6 +320,16 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return 2;
         }
+        static const struct {
+                const char *name;
+                int (*fn)(int argc, char **argv);
+        } cmds[] = {
+                { "put", cmd_put }, { "get", cmd_get }, { "cat", cmd_cat }, { "ls", cmd_ls },
+                { "stat", cmd_stat }, { "rm", cmd_rm }, { "gc", cmd_gc },
+        };
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+                if (strcmp(argv[optind], cmds[i].name) == 0)
+                        return cmds[i].fn(argc - optind, argv + optind);
         if (strcmp(argv[optind], "demo") == 0) {
                 if (optind + 1 != argc) {
                         fprintf(stderr, "sigillo demo: takes no arguments\n");
