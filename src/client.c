@@ -248,6 +248,11 @@ int sgl_client_drain(struct sgl_client *c, sgl_reader *r) {
                                  * segment it has: that is an upgrade */
                                 if (k >= 0)
                                         added++;
+                                /* another sealed copy of a sealed segment
+                                 * (a takeover may announce one again):
+                                 * what is mapped stays, nothing to end */
+                                if (k == -EEXIST)
+                                        k = 0;
                                 break;
                         case SGL_MSG_RETIRED:
                                 break; /* the log's RETIRE record rules */

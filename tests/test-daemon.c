@@ -1695,6 +1695,9 @@ static void library_writer(void **state) {
         assert_int_equal(rep.v[0], 20);
         assert_int_equal(rep.v[1], range_hash(1, 10, 0) + range_hash(5, 14, 1));
         rep = reader_collect(&t, 20, 5000);
+        if (rep.v[0] != 20)
+                print_message("TRUSTED reader: %" PRIu64 " chunks, error %" PRId64 "\n",
+                              rep.v[0], rep.ret);
         assert_int_equal(rep.v[0], 20);
         for (int i = 0; i < 2; i++) {
                 const struct proc *r = i ? &t : &s;
