@@ -78,6 +78,7 @@
 #include "protocol.h"
 #include "segment.h"
 #include "test-util.h"
+#include "test-sigillod.h"
 
 #ifndef SIGILLOD_PATH
 #define SIGILLOD_PATH "tools/sigillod/sigillod"
@@ -145,13 +146,6 @@ static void close_others(int keep) {
 
 /* ------------------------------------------------------------ the daemon */
 
-struct daemon {
-        pid_t pid;
-        char *dir;
-        char sock[108];
-        char log[256];
-        unsigned base;           /* descriptors with no client at all */
-};
 
 static void daemon_start(struct daemon *dm, const char *const *extra) {
         const char *path = getenv("SIGILLOD");
@@ -214,129 +208,8 @@ static void daemon_start(struct daemon *dm, const char *const *extra) {
         }
 }
 
-static unsigned daemon_fds(const struct daemon *dm) {
-        char path[64];
-        struct dirent *de;
-        unsigned n = 0;
-        DIR *dir;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)dm->pid);
-        dir = opendir(path);
-        assert_non_null(dir);
-        while ((de = readdir(dir)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(dir);
-        return n;
-}
-
-static void daemon_dump_log(const struct daemon *dm) {
-        char buf[4096];
-        ssize_t n;
-        int fd = open(dm->log, O_RDONLY | O_CLOEXEC);
-
-        fprintf(stderr, "---- sigillod log ----\n");
-        while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
-                fwrite(buf, 1, (size_t)n, stderr);
-        fprintf(stderr, "----------------------\n");
-        sgl_close(fd);
-}
-
-/* The daemon's descriptors (one pass over /proc/PID/fd), and how many of
- * them are sockets. */
-static unsigned daemon_fds_sockets(const struct daemon *dm, unsigned *ret_sockets) {
-        char path[64], link[64];
-        struct dirent *de;
-        unsigned n = 0, socks = 0;
-        DIR *dir;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)dm->pid);
-        dir = opendir(path);
-        assert_non_null(dir);
-        while ((de = readdir(dir))) {
-                char fdpath[384];
-                ssize_t k;
-
-                if (de->d_name[0] == '.')
-                        continue;
-                n++;
-                snprintf(fdpath, sizeof(fdpath), "%s/%s", path, de->d_name);
-                k = readlink(fdpath, link, sizeof(link) - 1);
-                if (k > 0 && (link[k] = '\0', strncmp(link, "socket:", 7) == 0))
-                        socks++;
-        }
-        closedir(dir);
-        *ret_sockets = socks;
-        return n;
-}
-
-/* Whether the daemon's log has a line with @s. */
-static bool log_has(const struct daemon *dm, const char *s) {
-        static char buf[1 << 20];
-        ssize_t n;
-        int fd = open(dm->log, O_RDONLY | O_CLOEXEC);
-
-        assert_true(fd >= 0);
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        assert_true(n >= 0);
-        buf[n] = '\0';
-        return strstr(buf, s) != NULL;
-}
-
-/* The descriptors of a daemon without any client: once it said it is
- * listening (set-up done, nothing transient left open) and the connection
- * of the start-up probe is gone, so only the listening socket is a socket. */
-static unsigned daemon_baseline(const struct daemon *dm) {
-        uint64_t deadline = mono_ms() + 5000;
-        unsigned n = 0, prev = 0, socks = 0;
-
-        /* twice the same, with only the listener among the sockets */
-        while (!log_has(dm, "listening on") ||
-               (n = daemon_fds_sockets(dm, &socks), socks != 1 || n != prev)) {
-                assert_true(mono_ms() < deadline);
-                prev = socks == 1 ? n : 0;
-                usleep(20000);
-        }
-        if (getenv("SGLD_TEST_LOG")) {
-                char cmd[128];
-                snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd >&2", (int)dm->pid);
-                (void)!system(cmd);
-        }
-        return n;
-}
-
 static void daemon_alive(const struct daemon *dm) {
         assert_int_equal(waitpid(dm->pid, NULL, WNOHANG), 0);
-}
-
-static void daemon_wait_fds(const struct daemon *dm, unsigned want) {
-        uint64_t deadline = mono_ms() + 8000;
-        unsigned n;
-
-        while ((n = daemon_fds(dm)) != want && mono_ms() < deadline)
-                usleep(10000);
-        if (n != want) {
-                char cmd[128];
-
-                daemon_dump_log(dm);
-                snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd >&2", (int)dm->pid);
-                (void)!system(cmd);
-                fail_msg("daemon holds %u descriptors, expected %u", n, want);
-        }
-}
-
-static void daemon_stop(struct daemon *dm) {
-        int status;
-
-        assert_int_equal(kill(dm->pid, SIGTERM), 0);
-        status = tu_wait_status(dm->pid);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || getenv("SGLD_TEST_LOG"))
-                daemon_dump_log(dm);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 0);
-        tu_rm_rf(dm->dir);
-        dm->dir = NULL;
 }
 
 /* --------------------------------------------------- raw protocol client */
