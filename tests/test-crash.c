@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-crash.c - kills: a writer SIGKILLed at chosen steps of a commit and
+ * of a compaction, readers SIGKILLed while they hold chunks, and sigillod
+ * SIGKILLed under load and restarted from its fd store.  Everything is
+ * real: the sigillod binary ($SIGILLOD), memfds, sockets and seals; the
+ * writer is stopped at its kill point under ptrace (test-ptrace.c).
+ *
+ * Every chunk is self-describing: 16 bytes of (id, generation), then a
+ * pattern seeded by both, so a reader checks any chunk byte for byte and
+ * knows which write it came from.
+ *
+ * What it proves:
+ *  - writer_killed: an area published PERSIST to sigillod, written by a
+ *    chain of writer processes, each of which takes the area over from the
+ *    previous one, commits, and is then SIGKILLed at one step of an
+ *    operation: a commit in the open segment, a commit that spills into a
+ *    new segment, a commit that seals (every commit sealed), and a
+ *    compaction.  Kill points: every syscall stop of the operation (entry
+ *    and exit, PTRACE_SYSCALL) and instructions drawn at random over its
+ *    whole instruction stream (seeded; CRASH_SEED, CRASH_RANDOM).  After
+ *    each kill the next writer takes the area over, and a fresh STRICT
+ *    reader of the daemon sees every chunk committed before the kill
+ *    intact, the interrupted operation wholly or not at all, and nothing
+ *    else; a reader that stayed subscribed all along streams only intact
+ *    chunks and the chunks it holds never change.  At the end the daemon
+ *    holds no descriptor beyond the area's (control page and live
+ *    segments) and exits 0 (under a sanitizer: leaks nothing), and the
+ *    test process has its descriptors back.
+ *  - reader_killed: reader processes connected to sigillod, holding chunks
+ *    mapped, are SIGKILLed while the writer keeps committing, updating and
+ *    compacting; the daemon's descriptors return to their count with no
+ *    reader at all, the writer's to one per live segment, and a reader
+ *    that lives on keeps everything it holds intact and reads the whole
+ *    area right.
+ *  - daemon_killed: sigillod SIGKILLed while a writer commits continuously
+ *    and readers read; restarted with the descriptors it put in the fd
+ *    store (the test plays the service manager), it serves the PERSIST
+ *    area with every chunk committed up to a checkpoint intact; a new
+ *    writer takes the area over and continues; readers reconnect and see
+ *    everything; the restarted daemon holds no descriptor beyond the
+ *    area's.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sigillo.h"
+#include "fdpass.h"
+#include "test-proc.h"
+#include "test-ptrace.h"
+#include "test-sigillod.h"
+#include "test-util.h"
+
+#ifndef SIGILLOD_PATH
+#define SIGILLOD_PATH "tools/sigillod/sigillod"
+#endif
+
+#define SEG_SIZE (16 * 1024)
+#define N_IDS 8
+#define BIG 7000
+#define HDR 16
+
+enum { H_CLAIMED = H_LOCAL, H_OPDONE, H_PROGRESS };
+
+/* ============================================================ payloads === */
+
+static size_t chunk_size(uint64_t id, uint64_t gen) {
+        return HDR + (size_t)((id * 53 + gen * 29) % 400);
+}
+
+static uint8_t pat(uint64_t id, uint64_t gen, size_t i) {
+        return (uint8_t)((id * 0x9e37u + gen * 0x85ebu + i * 0x2fu) ^ (i >> 8));
+}
+
+static void payload_fill(uint8_t *p, size_t size, uint64_t id, uint64_t gen) {
+        memcpy(p, &id, 8);
+        memcpy(p + 8, &gen, 8);
+        for (size_t i = HDR; i < size; i++)
+                p[i] = pat(id, gen, i);
+}
+
+/* The generation of an intact chunk, or 0 if its bytes are not what the
+ * writer wrote for its id. */
+static uint64_t payload_gen(const sgl_chunk *c) {
+        const uint8_t *p = sgl_chunk_data(c);
+        size_t size = sgl_chunk_size(c);
+        uint64_t id, gen;
+
+        if (size < HDR)
+                return 0;
+        memcpy(&id, p, 8);
+        memcpy(&gen, p + 8, 8);
+        if (id != sgl_chunk_id(c) || gen == 0)
+                return 0;
+        for (size_t i = HDR; i < size; i++)
+                if (p[i] != pat(id, gen, i))
+                        return 0;
+        return gen;
+}
+
+static int put(sgl_writer *w, uint64_t id, uint64_t gen, size_t size) {
+        void *data;
+        int k = sgl_writer_alloc(w, id, 0, size, &data, NULL);
+
+        if (k >= 0)
+                payload_fill(data, size, id, gen);
+        return k;
+}
+
+/* ============================================================== daemon === */
+
+static uint64_t mono_ms(void) {
+        return (uint64_t)(mono_usec() / 1000);
+}
+
+static void dmn_init(struct daemon *dm) {
+        memset(dm, 0, sizeof(*dm));
+        dm->dir = tu_mkdtemp(NULL);
+        snprintf(dm->sock, sizeof(dm->sock), "%s/socket", dm->dir);
+        snprintf(dm->policy, sizeof(dm->policy), "%s/policy.d", dm->dir);
+        snprintf(dm->log, sizeof(dm->log), "%s/log", dm->dir);
+        assert_int_equal(mkdir(dm->policy, 0755), 0);
+}
+
+/* Starts sigillod on dm->sock, with $NOTIFY_SOCKET and the stored
+ * descriptors (LISTEN_FDS) if set; returns once it accepts connections. */
+static void dmn_start(struct daemon *dm) {
+        const char *path = getenv("SIGILLOD");
+        uint64_t deadline;
+
+        if (!path || !*path)
+                path = SIGILLOD_PATH;
+        fflush(stdout);
+        fflush(stderr);
+        dm->pid = fork();
+        assert_true(dm->pid >= 0);
+        if (dm->pid == 0) {
+                int log = open(dm->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                char num[32], *names;
+                int high[512];
+
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (log < 0 || null < 0 || dup2(log, 2) < 0 || dup2(null, 0) < 0)
+                        _exit(126);
+                unsetenv("NOTIFY_SOCKET");
+                unsetenv("LISTEN_PID");
+                unsetenv("LISTEN_FDS");
+                unsetenv("LISTEN_FDNAMES");
+                if (dm->notify)
+                        setenv("NOTIFY_SOCKET", dm->notify, 1);
+                if (dm->n_listen > 0) {
+                        if (dm->n_listen > 512 || !(names = calloc(dm->n_listen, 256)))
+                                _exit(125);
+                        for (size_t i = 0; i < dm->n_listen; i++)
+                                if ((high[i] = fcntl(dm->listen_fds[i], F_DUPFD_CLOEXEC, 2000)) < 0)
+                                        _exit(124);
+                        for (size_t i = 0; i < dm->n_listen; i++) {
+                                if (dup2(high[i], 3 + (int)i) < 0)
+                                        _exit(123);
+                                if (i > 0)
+                                        strcat(names, ":");
+                                strcat(names, dm->listen_names[i]);
+                        }
+                        close_range(3 + (unsigned)dm->n_listen, ~0U, 0);
+                        snprintf(num, sizeof(num), "%zu", dm->n_listen);
+                        setenv("LISTEN_FDS", num, 1);
+                        setenv("LISTEN_FDNAMES", names, 1);
+                        snprintf(num, sizeof(num), "%d", (int)getpid());
+                        setenv("LISTEN_PID", num, 1);
+                } else {
+                        close_range(3, ~0U, 0);
+                }
+                execl(path, path, "--socket", dm->sock, "--policy", dm->policy, (char *)NULL);
+                _exit(127);
+        }
+
+        deadline = mono_ms() + 10000;
+        for (;;) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+                int k;
+
+                assert_true(s >= 0);
+                strcpy(sa.sun_path, dm->sock);
+                k = connect(s, (struct sockaddr *)&sa, sizeof(sa));
+                close(s);
+                if (k == 0)
+                        break;
+                assert_int_equal(waitpid(dm->pid, NULL, WNOHANG), 0);
+                assert_true(mono_ms() < deadline);
+                usleep(10000);
+        }
+}
+
+/* Descriptors the daemon holds for one area without readers: its control
+ * page and each live segment; @nsegs as a fresh reader counts them. */
+static unsigned area_fds(const char *address, const char *name) {
+        sgl_reader *r = NULL;
+        int n;
+
+        assert_int_equal(sgl_reader_open(name, address, 0, &r), 0);
+        n = sgl_reader_get_segment_count(r);
+        assert_true(n >= 0);
+        sgl_reader_unref(r);
+        return 1 + (unsigned)n;
+}
+
+/* ==================================================== the writer chain === */
+
+enum { OP_BATCH, OP_SPILL, OP_SEAL, OP_GC, _OP_MAX };
+
+static const char *const op_name[_OP_MAX] = {
+        "commit", "commit spilling into a new segment", "commit that seals", "compaction",
+};
+
+struct wparams {
+        int sock;
+        int other;
+        const char *address;
+        int op;
+        uint64_t gen;      /* the pre-commit writes gen, the operation gen + 1 */
+};
+
+/* Takes the area over (or creates it), retrying while the daemon still
+ * holds the lease of the writer killed just before. */
+static int claim(const char *address, sgl_writer **ret) {
+        int64_t deadline = mono_usec() + 10 * 1000000LL;
+        int k;
+
+        for (;;) {
+                sgl_writer *w = NULL;
+
+                k = sgl_writer_new("crash", 0, &w);
+                if (k < 0)
+                        return k;
+                (void)sgl_writer_set_segment_size(w, SEG_SIZE);
+                (void)sgl_writer_set_gc(w, 0, 0, 0);
+                k = sgl_writer_publish(w, "crash", address, SGL_PUBLISH_PERSIST, 0444,
+                                       NULL, 0, NULL, 0);
+                if (k == 0) {
+                        *ret = w;
+                        return 0;
+                }
+                sgl_writer_unref(w);
+                if (k != -EBUSY || mono_usec() > deadline)
+                        return k;
+                usleep(2000);
+        }
+}
+
+/* The payloads of the operation, built before it is stepped, so that the
+ * steps are the library's. */
+struct op_bufs {
+        uint8_t *b[N_IDS + 1];
+        size_t n[N_IDS + 1];
+};
+
+static int op_bufs_build(struct op_bufs *ob, int op, uint64_t gen) {
+        for (uint64_t id = 2; id <= N_IDS - 1; id++) {
+                ob->n[id] = op == OP_SPILL && id == 2 ? BIG : chunk_size(id, gen);
+                ob->b[id] = malloc(ob->n[id]);
+                if (!ob->b[id])
+                        return -ENOMEM;
+                payload_fill(ob->b[id], ob->n[id], id, gen);
+        }
+        return 0;
+}
+
+static void op_bufs_free(struct op_bufs *ob) {
+        for (uint64_t id = 0; id <= N_IDS; id++)
+                free(ob->b[id]);
+}
+
+/* The operation that gets killed. */
+static int run_op(sgl_writer *w, int op, const struct op_bufs *ob) {
+        int k = 0;
+
+        switch (op) {
+        case OP_BATCH:
+        case OP_SEAL:
+                /* updates, a delete: one batch */
+                for (uint64_t id = 2; id <= N_IDS - 1 && k >= 0; id++)
+                        k = sgl_writer_write(w, id, 0, ob->b[id], ob->n[id], NULL);
+                if (k >= 0)
+                        k = sgl_writer_delete(w, 1);
+                if (k >= 0)
+                        k = sgl_writer_commit(w);
+                return k;
+        case OP_SPILL:
+                k = sgl_writer_write(w, 2, 0, ob->b[2], ob->n[2], NULL);
+                if (k >= 0)
+                        k = sgl_writer_write(w, 3, 0, ob->b[3], ob->n[3], NULL);
+                if (k >= 0)
+                        k = sgl_writer_commit(w);
+                return k;
+        default:
+                return sgl_writer_gc(w);
+        }
+}
+
+static int chain_writer(void *userdata) {
+        const struct wparams *p = userdata;
+        struct op_bufs ob = { { 0 } };
+        sgl_writer *w = NULL;
+        int k;
+
+        close(p->other);
+        k = claim(p->address, &w);
+        TU_CHILD_CHECK(hsend(p->sock, H_CLAIMED, (uint64_t)(int64_t)k, 0, -1) == 0);
+        TU_CHILD_CHECK(k == 0);
+        tp_mark(); /* the test checks what the killed writer left */
+
+        /* every id, so that all older segments are garbage; id 1 big for a
+         * spill */
+        TU_CHILD_CHECK(sgl_writer_set_seal_policy(w, p->op == OP_SEAL || p->op == OP_GC ?
+                                                  SGL_SEAL_EVERY_COMMIT : SGL_SEAL_WHEN_FULL, 0) == 0);
+        for (uint64_t id = 1; id <= N_IDS; id++)
+                TU_CHILD_CHECK(put(w, id, p->gen, id == 1 && p->op == OP_SPILL ?
+                                   BIG : chunk_size(id, p->gen)) == 0);
+        TU_CHILD_CHECK(sgl_writer_commit(w) == 0);
+        TU_CHILD_CHECK(sgl_writer_gc(w) >= 0);
+        if (p->op == OP_GC) {
+                /* half of the segment just sealed becomes garbage */
+                for (uint64_t id = 1; id <= N_IDS / 2; id++)
+                        TU_CHILD_CHECK(put(w, id, p->gen, chunk_size(id, p->gen)) == 0);
+                TU_CHILD_CHECK(sgl_writer_commit(w) == 0);
+        }
+        TU_CHILD_CHECK(sgl_writer_publish_process(w) >= 0);
+        TU_CHILD_CHECK(op_bufs_build(&ob, p->op, p->gen + 1) == 0);
+        TU_CHILD_CHECK(hsend(p->sock, H_OPDONE, 0, 0, -1) == 0);
+
+        tp_mark();
+        k = run_op(w, p->op, &ob);
+        (void)sgl_writer_publish_process(w);
+        tp_mark();
+        op_bufs_free(&ob);
+        TU_CHILD_CHECK(k >= 0);
+        if (p->op == OP_GC)
+                TU_CHILD_CHECK(k > 0);
+        /* exits without a word to the daemon, as if killed */
+        return 0;
+}
+
+/* What the area holds: the generation of each id (0: none). */
+struct state {
+        uint64_t gen[N_IDS + 1];
+};
+
+/* @s with the writer chain's pre-commit of @gen, then its operation. */
+static struct state state_pre(int op, uint64_t gen) {
+        struct state s = { { 0 } };
+
+        for (uint64_t id = 1; id <= N_IDS; id++)
+                s.gen[id] = gen;
+        (void)op;
+        return s;
+}
+
+static struct state state_op(const struct state *pre, int op, uint64_t gen) {
+        struct state s = *pre;
+
+        switch (op) {
+        case OP_BATCH:
+        case OP_SEAL:
+                for (uint64_t id = 2; id <= N_IDS - 1; id++)
+                        s.gen[id] = gen;
+                s.gen[1] = 0;
+                break;
+        case OP_SPILL:
+                s.gen[2] = s.gen[3] = gen;
+                break;
+        default:
+                break;
+        }
+        return s;
+}
+
+/* What a fresh reader of the daemon sees, every chunk checked. */
+static struct state observe(const char *address, unsigned flags, uint64_t *chunks) {
+        struct state s = { { 0 } };
+        sgl_reader *r = NULL;
+        int k;
+
+        k = sgl_reader_open("crash", address, flags, &r);
+        if (k < 0)
+                fail_msg("sgl_reader_open: %s", strerror(-k));
+        for (uint64_t id = 1; id <= N_IDS; id++) {
+                sgl_chunk *c = NULL;
+
+                k = sgl_reader_get(r, id, &c);
+                if (k == -ENOENT)
+                        continue;
+                assert_int_equal(k, 0);
+                s.gen[id] = payload_gen(c);
+                if (s.gen[id] == 0)
+                        fail_msg("id %" PRIu64 ": bytes nobody wrote", id);
+                (*chunks)++;
+                sgl_chunk_unref(c);
+        }
+        sgl_reader_unref(r);
+        return s;
+}
+
+static void print_state(const char *what, const struct state *s) {
+        fprintf(stderr, "%s:", what);
+        for (uint64_t id = 1; id <= N_IDS; id++)
+                fprintf(stderr, " %" PRIu64, s->gen[id]);
+        fprintf(stderr, "\n");
+}
+
+/* A reader subscribed all along: streams, holds the last chunks. */
+#define HOLD 64
+struct follower {
+        sgl_reader *r;
+        sgl_chunk *held[HOLD];
+        uint64_t held_gen[HOLD];
+        size_t next;
+        uint64_t streamed;
+};
+
+static void follow(struct follower *f, uint64_t max_gen) {
+        sgl_chunk *c;
+        int k;
+
+        if (!f->r)
+                return;
+        (void)sgl_reader_process(f->r);
+        while ((k = sgl_reader_next(f->r, &c)) == 0) {
+                uint64_t gen = payload_gen(c);
+
+                assert_true(gen != 0 && gen <= max_gen);
+                f->streamed++;
+                sgl_chunk_unref(f->held[f->next]);
+                f->held[f->next] = c;
+                f->held_gen[f->next] = gen;
+                f->next = (f->next + 1) % HOLD;
+        }
+        assert_int_equal(k, -EAGAIN);
+        for (size_t i = 0; i < HOLD; i++)
+                if (f->held[i])
+                        assert_int_equal(payload_gen(f->held[i]), f->held_gen[i]);
+}
+
+struct kill_stats {
+        unsigned kills, completed, syscall_kills, insn_kills;
+        uint64_t steps, chunks;
+};
+
+/*
+ * One writer of the chain: takes over, is checked against what the one
+ * before left (@before or @after: the interrupted operation wholly or not),
+ * commits its pre-commit, then runs @op, stepped @how up to @at stops (0:
+ * to its end) and SIGKILLed there.  Returns the stops it took (at most @at).
+ */
+static uint64_t one_writer(const struct daemon *dm, struct follower *f, int op, int how,
+                           uint64_t at, uint64_t *gen, struct state *before,
+                           struct state *after, struct kill_stats *ks) {
+        struct wparams p = { .address = dm->sock, .op = op, .gen = *gen + 1 };
+        struct state seen;
+        struct hmsg m;
+        uint64_t stops = 0;
+        int sv[2], k, status;
+        pid_t pid;
+
+        tu_socketpair(sv);
+        p.sock = sv[1];
+        p.other = sv[0];
+        pid = tp_spawn(chain_writer, &p);
+        close(sv[1]);
+        assert_int_equal(hrecv(sv[0], H_CLAIMED, &m, NULL), 0);
+        if ((int64_t)m.a != 0)
+                fail_msg("takeover: %s", strerror((int)-(int64_t)m.a));
+
+        /* what the writer killed before left */
+        seen = observe(dm->sock, 0, &ks->chunks);
+        if (memcmp(&seen, before, sizeof(seen)) != 0 && memcmp(&seen, after, sizeof(seen)) != 0) {
+                print_state("seen", &seen);
+                print_state("before", before);
+                print_state("after", after);
+                fail_msg("the area is neither before nor after the interrupted operation");
+        }
+        follow(f, *gen);
+
+        assert_true(tp_cont(pid, NULL));
+        assert_int_equal(hrecv(sv[0], H_OPDONE, &m, NULL), 0);
+        *before = state_pre(op, p.gen);
+        *after = state_op(before, op, p.gen + 1);
+        *gen = p.gen + 1;
+
+        for (;;) {
+                if (at && stops == at) {
+                        tp_kill(pid);
+                        ks->kills++;
+                        if (how == TP_SYSCALL)
+                                ks->syscall_kills++;
+                        else
+                                ks->insn_kills++;
+                        break;
+                }
+                k = tp_step(pid, how, &status);
+                if (k == TP_MARK) {
+                        /* the operation returned: it must be visible */
+                        *before = *after;
+                        assert_false(tp_cont(pid, &status));
+                        assert_true(WIFEXITED(status));
+                        assert_int_equal(WEXITSTATUS(status), 0);
+                        ks->completed++;
+                        break;
+                }
+                assert_int_equal(k, TP_STEP);
+                stops++;
+                ks->steps++;
+        }
+        close(sv[0]);
+        return stops;
+}
+
+static void writer_killed(void **state) {
+        const char *env_seed = getenv("CRASH_SEED"), *env_random = getenv("CRASH_RANDOM");
+        uint64_t seed = env_seed ? strtoull(env_seed, NULL, 0) : (uint64_t)time(NULL);
+        unsigned n_random = env_random ? (unsigned)atoi(env_random) : 12;
+        struct kill_stats ks = { 0 };
+        struct state before = { { 0 } }, after = { { 0 } };
+        struct follower f = { 0 };
+        struct daemon dm;
+        uint64_t gen = 0, rs = seed;
+        unsigned fds = tu_count_fds(), base;
+
+        (void)state;
+        printf("writer_killed: seed %" PRIu64 " (CRASH_SEED), %u random kills per operation\n",
+               seed, n_random);
+        dmn_init(&dm);
+        dmn_start(&dm);
+        base = daemon_baseline(&dm);
+
+        /* the area exists before the follower joins */
+        one_writer(&dm, &f, OP_BATCH, TP_SYSCALL, 0, &gen, &before, &after, &ks);
+        assert_int_equal(sgl_reader_open("crash", dm.sock, 0, &f.r), 0);
+
+        for (int op = 0; op < _OP_MAX; op++) {
+                unsigned kills = ks.kills;
+                uint64_t n_sys, n_insn;
+
+                /* how many syscall stops and instructions it takes */
+                n_sys = one_writer(&dm, &f, op, TP_SYSCALL, 0, &gen, &before, &after, &ks);
+                n_insn = one_writer(&dm, &f, op, TP_INSN, 0, &gen, &before, &after, &ks);
+                for (uint64_t at = 1; at <= n_sys; at++)
+                        one_writer(&dm, &f, op, TP_SYSCALL, at, &gen, &before, &after, &ks);
+                for (unsigned i = 0; i < n_random; i++)
+                        one_writer(&dm, &f, op, TP_INSN, 1 + rng(&rs) % n_insn, &gen, &before,
+                                   &after, &ks);
+                printf("writer_killed: %s: %" PRIu64 " syscall stops, %" PRIu64
+                       " instructions, %u kills\n", op_name[op], n_sys, n_insn, ks.kills - kills);
+        }
+        /* the last one is checked by a writer that completes */
+        one_writer(&dm, &f, OP_BATCH, TP_SYSCALL, 0, &gen, &before, &after, &ks);
+        follow(&f, gen);
+        assert_true(f.streamed > 0);
+        for (size_t i = 0; i < HOLD; i++)
+                sgl_chunk_unref(f.held[i]);
+        sgl_reader_unref(f.r);
+
+        /* the daemon holds the area and nothing else */
+        daemon_wait_fds(&dm, base + area_fds(dm.sock, "crash"));
+        daemon_stop(&dm);
+        assert_int_equal(tu_count_fds(), fds);
+        printf("writer_killed: %u kills (%u at syscall stops, %u at random instructions), "
+               "%u operations completed, %" PRIu64 " steps, %" PRIu64
+               " chunks verified after takeovers, %" PRIu64 " streamed by a reader subscribed "
+               "throughout\n", ks.kills, ks.syscall_kills, ks.insn_kills, ks.completed,
+               ks.steps, ks.chunks, f.streamed);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(writer_killed),
+        };
+
+        signal(SIGPIPE, SIG_IGN);
+        tu_watchdog(300);
+        if (getenv("CRASH_TEST_FILTER"))
+                cmocka_set_test_filter(getenv("CRASH_TEST_FILTER"));
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
