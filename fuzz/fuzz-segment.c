@@ -4,9 +4,13 @@
  * it: arbitrary bytes, arbitrary sizes, laid out as a mapping whose end is
  * followed by a PROT_NONE guard page, so any read past the mapping crashes.
  *
- * Oracle: every record the iterator yields lies inside the mapping and below
- * the visible end; sgl_rec_at() on a yielded record's offset agrees with the
- * iterator; the iterator terminates; errors are only -EBADMSG.
+ * Oracle: the visible end lies in [SGL_SEG_DATA, size] and is
+ * SGL_RECORD_ALIGN aligned; every record the iterator yields lies inside the
+ * mapping, past the segment header and below the visible end, on a
+ * SGL_RECORD_ALIGN boundary; sgl_rec_at() on a yielded record's offset
+ * agrees with the iterator; the iterator terminates; errors are only
+ * -EBADMSG.  Seeds (fuzz/corpus/segment) are segments a writer made: one
+ * commit in one page, many packed commits, batches, open and sealed.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
  *        -Iinclude -Isrc fuzz/fuzz-segment.c src/segment.c -o fuzz-segment
@@ -49,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
 
         /* whole pages, like a segment: pad the input with zeros */
         size = (len + SGL_PAGE - 1) / SGL_PAGE * SGL_PAGE;
-        if (size < 2 * SGL_PAGE)
-                size = 2 * SGL_PAGE;
+        if (size < SGL_PAGE)
+                size = SGL_PAGE;
         if (size > MAX_PAGES * SGL_PAGE)
                 return 0;
         base = guarded(size);
@@ -62,14 +66,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
                 abort();
 
         end = sgl_seg_visible_end(base, size);
-        if (end < SGL_PAGE || end > size || end % SGL_PAGE)
+        if (end < SGL_SEG_DATA || end > size || end % SGL_RECORD_ALIGN)
                 abort();
 
-        sgl_rec_iter_init(&it, base, size, SGL_PAGE, end);
+        sgl_rec_iter_init(&it, base, size, SGL_SEG_DATA, end);
         while ((r = sgl_rec_iter_next(&it, &rec)) > 0) {
                 struct sgl_rec_view again;
 
-                if (rec.offset < SGL_PAGE || rec.offset >= end ||
+                if (rec.offset < SGL_SEG_DATA + sizeof(struct sgl_commit_header) ||
+                    rec.offset % SGL_RECORD_ALIGN || rec.offset >= end ||
                     rec.payload < base + rec.offset ||
                     rec.len > end - (uint64_t)(rec.payload - base))
                         abort();

@@ -64,7 +64,7 @@ static int copy_sealed(const uint8_t *src, uint64_t size, const struct sgl_seg_h
                        uint64_t *ret_size) {
         _cleanup_close_ int fd = -1;
         struct sgl_seg_header h = *checked; /* not re-read: it may have changed */
-        uint64_t end = sgl_seg_visible_end(src, size), nsize = MAX(end, 2 * (uint64_t)SGL_PAGE);
+        uint64_t end = sgl_seg_visible_end(src, size), nsize = sgl_seg_size_for(end);
         int r;
 
         fd = sgl_memfd_create("sigillo-adopted", nsize);
@@ -74,7 +74,7 @@ static int copy_sealed(const uint8_t *src, uint64_t size, const struct sgl_seg_h
         h.commit_end = end;
         if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
                 return -EIO;
-        for (uint64_t off = SGL_PAGE; off < end;) {
+        for (uint64_t off = SGL_SEG_DATA; off < end;) {
                 ssize_t n = pwrite(fd, src + off, end - off, (off_t)off);
                 if (n <= 0)
                         return n < 0 ? sgl_negerrno() : -EIO;
@@ -169,7 +169,7 @@ static int load_one(struct sgl_adopt_seg *in, const uint8_t *area_id,
                 .rw_fd = -1,
                 .ro_fd = TAKE_FD(fd),
                 .ro = p,
-                .used = SGL_PAGE,
+                .used = SGL_SEG_DATA,
                 .protected_end = size,
                 .sealed = true,
                 .announced = true,
@@ -187,17 +187,17 @@ static bool rec_sane(const struct sgl_rec_view *rec) {
 
 /* The end of the last commit of @s that parses completely. */
 static uint64_t valid_end(const struct sgl_wseg *s) {
-        uint64_t end = sgl_seg_visible_end(s->ro, s->size), good = SGL_PAGE;
+        uint64_t end = sgl_seg_visible_end(s->ro, s->size), good = SGL_SEG_DATA;
         struct sgl_rec_iter it;
         struct sgl_rec_view rec;
         int k;
 
-        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, end);
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_SEG_DATA, end);
         while ((k = sgl_rec_iter_next(&it, &rec)) > 0) {
                 if (!rec_sane(&rec))
                         return good;
                 if (it.nrec_left == 0)
-                        good = sgl_page_up(it.commit + it.commit_len);
+                        good = it.commit + it.commit_len;
         }
         return k == 0 ? end : good;
 }
@@ -222,7 +222,7 @@ static int collect_retired(struct cand *c, size_t n, uint64_t **ret, size_t *ret
 
                 if (!c[i].s)
                         continue;
-                sgl_rec_iter_init(&it, c[i].s->ro, c[i].s->size, SGL_PAGE, c[i].s->used);
+                sgl_rec_iter_init(&it, c[i].s->ro, c[i].s->size, SGL_SEG_DATA, c[i].s->used);
                 while (sgl_rec_iter_next(&it, &rec) > 0) {
                         if (rec.kind != SGL_REC_RETIRE)
                                 continue;
@@ -358,7 +358,7 @@ int sgl_writer_adopt(sgl_writer *w, const uint8_t area_id[SGL_AREA_ID_LEN],
                 struct sgl_rec_view rec;
                 uint64_t last_commit = 0;
 
-                sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+                sgl_rec_iter_init(&it, s->ro, s->size, SGL_SEG_DATA, s->used);
                 while (sgl_rec_iter_next(&it, &rec) > 0) {
                         if (it.commit != last_commit) {
                                 struct sgl_commit_header h;

@@ -94,7 +94,7 @@ void sgl_gc_sweep_expired(sgl_writer *w, uint64_t now) {
 }
 
 static uint64_t seg_garbage(const struct sgl_wseg *s) {
-        uint64_t used = s->used - SGL_PAGE;
+        uint64_t used = s->used - SGL_SEG_DATA;
         return used > s->live ? used - s->live : 0;
 }
 
@@ -108,7 +108,7 @@ static size_t pick_victims(sgl_writer *w, bool force, struct sgl_wseg **v) {
         for (size_t i = 0; i < w->nsegs; i++) {
                 if (!w->segs[i]->sealed)
                         continue;
-                used += w->segs[i]->used - SGL_PAGE;
+                used += w->segs[i]->used - SGL_SEG_DATA;
                 garbage += seg_garbage(w->segs[i]);
                 nsealed++;
         }
@@ -136,17 +136,17 @@ static size_t pick_victims(sgl_writer *w, bool force, struct sgl_wseg **v) {
                         /* compare garbage/used ratios without dividing
                          * (128-bit products: segments reach 1 TiB) */
                         if (!best ||
-                            (unsigned __int128)seg_garbage(s) * (best->used - SGL_PAGE) >
-                            (unsigned __int128)seg_garbage(best) * (s->used - SGL_PAGE))
+                            (unsigned __int128)seg_garbage(s) * (best->used - SGL_SEG_DATA) >
+                            (unsigned __int128)seg_garbage(best) * (s->used - SGL_SEG_DATA))
                                 best = s;
                 }
                 if (!best)
                         break;
                 /* only worthwhile victims, unless forced or over the count */
-                if (!force && !by_count && seg_garbage(best) * 2 < best->used - SGL_PAGE)
+                if (!force && !by_count && seg_garbage(best) * 2 < best->used - SGL_SEG_DATA)
                         break;
                 if (by_count && !force && w->nsegs - n <= w->gc_max_segments / 2 &&
-                    seg_garbage(best) * 2 < best->used - SGL_PAGE)
+                    seg_garbage(best) * 2 < best->used - SGL_SEG_DATA)
                         break;
                 v[n++] = best;
                 moved += best->live;
@@ -160,7 +160,7 @@ static int relocate(sgl_writer *w, struct sgl_wseg *s, uint64_t now) {
         struct sgl_rec_view rec;
         int r;
 
-        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_SEG_DATA, s->used);
         while ((r = sgl_rec_iter_next(&it, &rec)) > 0) {
                 struct sgl_entry *e = sgl_idmap_find(&w->index, rec.id);
                 void *data;
@@ -198,7 +198,7 @@ static void forget_records(sgl_writer *w, struct sgl_wseg *s) {
         struct sgl_rec_iter it;
         struct sgl_rec_view rec;
 
-        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_SEG_DATA, s->used);
         while (sgl_rec_iter_next(&it, &rec) > 0) {
                 struct sgl_entry *e = sgl_idmap_find(&w->index, rec.id);
                 if (e && e->nrec > 0)
@@ -211,7 +211,7 @@ static void remember_records(sgl_writer *w, struct sgl_wseg *s) {
         struct sgl_rec_iter it;
         struct sgl_rec_view rec;
 
-        sgl_rec_iter_init(&it, s->ro, s->size, SGL_PAGE, s->used);
+        sgl_rec_iter_init(&it, s->ro, s->size, SGL_SEG_DATA, s->used);
         while (sgl_rec_iter_next(&it, &rec) > 0) {
                 struct sgl_entry *e = sgl_idmap_find(&w->index, rec.id);
                 if (e)

@@ -311,7 +311,7 @@ _public_ int sgl_reader_add_segment_consume_fd(sgl_reader *r, int fd) {
                 .base = p,
                 .dev = st.st_dev,
                 .ino = st.st_ino,
-                .indexed_end = SGL_PAGE,
+                .indexed_end = SGL_SEG_DATA,
                 .sealed = sealed,
         };
         if (old) {
@@ -490,7 +490,8 @@ static struct sgl_rseg *cursor_seg(sgl_reader *r) {
         if ((size_t)i >= r->nsegs)
                 return NULL;
         r->cur_seq = r->segs[i]->seq;
-        sgl_rec_iter_init(&r->cur, r->segs[i]->base, r->segs[i]->size, SGL_PAGE, SGL_PAGE);
+        sgl_rec_iter_init(&r->cur, r->segs[i]->base, r->segs[i]->size, SGL_SEG_DATA,
+                          SGL_SEG_DATA);
         return r->segs[i];
 }
 
@@ -555,7 +556,7 @@ _public_ int sgl_reader_next(sgl_reader *r, sgl_chunk **ret) {
                         break;
                 r->cur_seq = r->segs[i + 1]->seq;
                 sgl_rec_iter_init(&r->cur, r->segs[i + 1]->base, r->segs[i + 1]->size,
-                                  SGL_PAGE, SGL_PAGE);
+                                  SGL_SEG_DATA, SGL_SEG_DATA);
                 drop_retired(r);
         }
         return err < 0 ? err : -EAGAIN;

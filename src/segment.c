@@ -26,7 +26,7 @@ int sgl_seg_header_parse(const void *buf, size_t len, struct sgl_seg_info *ret) 
                 return -EPROTONOSUPPORT;
         if (h.header_size != sizeof(h))
                 return -EBADMSG;
-        if (h.size < 2 * SGL_PAGE || h.size % SGL_PAGE != 0 ||
+        if (h.size < SGL_PAGE || h.size % SGL_PAGE != 0 ||
             h.size > SGL_SEG_MAX_SIZE)
                 return -EBADMSG;
         /* writers number segments from 1; a reader's cursor takes seq 0 for
@@ -44,7 +44,7 @@ int sgl_seg_header_parse(const void *buf, size_t len, struct sgl_seg_info *ret) 
 /*
  * The visible end of a mapping of @size bytes: commit_end loaded once with
  * acquire (pairs with the writer's release store), clamped to the mapping and
- * to page alignment.  A hostile value can only hide commits, never widen
+ * to SGL_RECORD_ALIGN.  A hostile value can only hide commits, never widen
  * the window.
  */
 uint64_t sgl_seg_visible_end(const void *base, uint64_t size) {
@@ -52,9 +52,9 @@ uint64_t sgl_seg_visible_end(const void *base, uint64_t size) {
         uint64_t end;
 
         end = __atomic_load_n(&h->commit_end, __ATOMIC_ACQUIRE);
-        if (end < SGL_PAGE || end > size)
-                return SGL_PAGE;
-        return end & ~(uint64_t)(SGL_PAGE - 1);
+        if (end < SGL_SEG_DATA || end > size)
+                return SGL_SEG_DATA;
+        return end & ~(uint64_t)(SGL_RECORD_ALIGN - 1);
 }
 
 void sgl_rec_iter_init(struct sgl_rec_iter *it, const void *base, uint64_t size,
@@ -72,14 +72,15 @@ static int commit_open(struct sgl_rec_iter *it) {
         struct sgl_commit_header c;
         uint64_t limit;
 
-        if (it->commit % SGL_PAGE != 0 || it->commit < SGL_PAGE)
+        if (it->commit % SGL_RECORD_ALIGN != 0 || it->commit < SGL_SEG_DATA)
                 return -EBADMSG;
         if (it->end - it->commit < sizeof(c))
                 return -EBADMSG;
         memcpy(&c, it->base + it->commit, sizeof(c));
 
         limit = it->end - it->commit;
-        if (c.magic != SGL_COMMIT_MAGIC || c.len < sizeof(c) || c.len > limit)
+        if (c.magic != SGL_COMMIT_MAGIC || c.len < sizeof(c) || c.len > limit ||
+            c.len % SGL_RECORD_ALIGN != 0)
                 return -EBADMSG;
         /* every record needs at least its header: bounds nrec by len */
         if (c.nrec > (c.len - sizeof(c)) / sizeof(struct sgl_record))
@@ -138,8 +139,8 @@ int sgl_rec_iter_next(struct sgl_rec_iter *it, struct sgl_rec_view *ret) {
 
         while (it->nrec_left == 0) {
                 if (it->commit_len != 0) {
-                        /* finished a commit: step to the next page boundary */
-                        it->commit = sgl_page_up(it->commit + it->commit_len);
+                        /* finished a commit: the next one follows it */
+                        it->commit += it->commit_len;
                         it->commit_len = 0;
                 }
                 if (it->commit >= it->end)
@@ -168,7 +169,7 @@ int sgl_rec_iter_next(struct sgl_rec_iter *it, struct sgl_rec_view *ret) {
 
 /*
  * sgl_rec_at() - the record at @offset, which must lie inside a visible
- * commit ([SGL_PAGE, end)), parsed with the same checks as the iterator
+ * commit ([SGL_SEG_DATA, end)), parsed with the same checks as the iterator
  * except that the enclosing commit header is not consulted.
  * Returns 0 or -EBADMSG.
  */
@@ -178,7 +179,7 @@ int sgl_rec_at(const void *base, uint64_t size, uint64_t end, uint64_t offset,
         int r;
 
         end = MIN(end, size);
-        if (offset < SGL_PAGE + sizeof(struct sgl_commit_header) ||
+        if (offset < SGL_SEG_DATA + sizeof(struct sgl_commit_header) ||
             offset % SGL_RECORD_ALIGN != 0 || offset >= end ||
             end - offset < sizeof(rec))
                 return -EBADMSG;

@@ -2,16 +2,26 @@
 /*
  * segment.h - the on-memory format of segments and of the area control page.
  *
- * A segment is one memfd of `size` bytes (a multiple of the page size):
+ * A segment is one memfd of `size` bytes (a multiple of the page size, at
+ * least one page):
  *
- *   page 0       struct sgl_seg_header; commit_end is the only field that
- *                changes after creation (release-stored by the writer)
- *   page 1...    commits; each starts on a page boundary:
+ *   0            struct sgl_seg_header (64 bytes); commit_end is the only
+ *                field that changes after creation (release-stored by the
+ *                writer)
+ *   64 ...       commits, packed: the first starts at SGL_SEG_DATA, each
+ *                next one at commit start + commit len.  A commit is
  *                  struct sgl_commit_header
  *                  nrec records, each a struct sgl_record followed by its
  *                  payload, padded to SGL_RECORD_ALIGN
- *                the next commit starts at the next page boundary after
- *                commit start + commit len.
+ *                so every commit starts and ends SGL_RECORD_ALIGN aligned
+ *                (len % SGL_RECORD_ALIGN == 0; a len longer than its
+ *                records is legal slack).  commit_end is the end of the
+ *                last visible commit, SGL_SEG_DATA when there is none.
+ *
+ * Packing matters: a commit costs its bytes, not a page (a fresh page costs
+ * ~3 us to fault in), and a segment holding one small commit is one page.
+ * The writer's mirror protection therefore covers whole pages below the
+ * page holding commit_end; page 0 (the header) stays writable until seal.
  *
  * Everything is in host byte order: segments never leave the host.
  *
@@ -30,11 +40,12 @@
 #define SGL_SEG_MAGIC 0x314f4c4c4947495fULL   /* "_SIGILLO1" */
 #define SGL_CTL_MAGIC 0x4c54434f4c4c4753ULL   /* "SGLLOCTL"  */
 #define SGL_COMMIT_MAGIC 0x54494d43u         /* "CMIT"      */
-#define SGL_FORMAT_VERSION 1u
+#define SGL_FORMAT_VERSION 2u  /* 2: commits packed at 64 bytes */
 #define SGL_RECORD_ALIGN 64u
 #define SGL_PAGE 4096u                       /* format alignment */
 #define SGL_SEG_MAX_SIZE (1ULL << 40)        /* 1 TiB */
 #define SGL_AREA_ID_LEN 16
+#define SGL_SEG_DATA 64u                     /* offset of the first commit */
 
 /* Segment header at offset 0 (the rest of page 0 is zero). */
 struct sgl_seg_header {
@@ -82,6 +93,7 @@ struct sgl_record {
 };
 
 _Static_assert(sizeof(struct sgl_record) == SGL_RECORD_ALIGN, "record size");
+_Static_assert(sizeof(struct sgl_seg_header) == SGL_SEG_DATA, "seg hdr");
 _Static_assert(sizeof(struct sgl_commit_header) == SGL_RECORD_ALIGN, "commit hdr");
 
 /* The area control page: one per area, writable only by the writer and never
@@ -95,8 +107,8 @@ struct sgl_ctl_page {
         uint64_t last_seq;       /* atomic: newest segment seq (a hint) */
 };
 
-/* Commits start at page-aligned offsets >= SGL_PAGE; a commit that holds
- * n records with payloads p_i occupies this many bytes before padding: */
+/* Commits start at SGL_RECORD_ALIGN-aligned offsets >= SGL_SEG_DATA; a
+ * record with @payload bytes occupies this many bytes of its commit: */
 static inline uint64_t sgl_record_span(uint64_t payload) {
         return sizeof(struct sgl_record) +
                ((payload + SGL_RECORD_ALIGN - 1) & ~(uint64_t)(SGL_RECORD_ALIGN - 1));
@@ -104,6 +116,12 @@ static inline uint64_t sgl_record_span(uint64_t payload) {
 
 static inline uint64_t sgl_page_up(uint64_t n) {
         return (n + SGL_PAGE - 1) & ~(uint64_t)(SGL_PAGE - 1);
+}
+
+/* The size of a segment that holds commits up to @end: whole pages, at
+ * least one. */
+static inline uint64_t sgl_seg_size_for(uint64_t end) {
+        return end <= SGL_PAGE ? SGL_PAGE : sgl_page_up(end);
 }
 
 /* ------------------------------------------------------------- parsing */

@@ -11,10 +11,12 @@
  * - An open segment's rw mapping exists unless sealing it failed: it then
  *   takes no commit until sgl_writer_seal()/sgl_writer_tick() reseal it.
  *   Pages in [SGL_PAGE, protected_end) of the mapping are PROT_READ unless
- *   SGL_WRITER_NO_MIRROR_PROTECT.  A sealed segment has no rw mapping and
+ *   SGL_WRITER_NO_MIRROR_PROTECT; protected_end is page aligned and never
+ *   passes the page holding used (the next commit goes there), so page 0
+ *   with the header stays writable until seal.  A sealed segment has no rw mapping and
  *   no rw descriptor.
  * - Pending (staged, uncommitted) records always live in w->open, between
- *   pend_start (page aligned, == open->used) and pend_end.
+ *   pend_start (== open->used, SGL_RECORD_ALIGN aligned) and pend_end.
  * - index holds, for every id with a record in a live segment, its newest
  *   record; live bytes of a segment are the spans of the current,
  *   unexpired data records in it.
@@ -32,7 +34,7 @@ struct sgl_wseg {
         int ro_fd;               /* what readers are handed */
         uint8_t *rw;             /* NULL once sealed */
         const uint8_t *ro;       /* read-only mirror: all readback goes here */
-        uint64_t used;           /* == commit_end */
+        uint64_t used;           /* == commit_end, SGL_SEG_DATA when empty */
         uint64_t live;           /* spans of live data records */
         uint64_t protected_end;
         uint64_t first_commit_ns;

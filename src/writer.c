@@ -405,11 +405,12 @@ static int seg_open(sgl_writer *w, uint64_t size) {
                 .header_size = sizeof(*h),
                 .seq = s->seq,
                 .size = size,
-                .commit_end = SGL_PAGE,
+                .commit_end = SGL_SEG_DATA,
                 .created_ns = sgl_now_ns(),
         };
         memcpy(h->area_id, w->area_id, sizeof(h->area_id));
-        s->used = SGL_PAGE;
+        s->used = SGL_SEG_DATA;
+        /* page 0 holds commit_end: never protected */
         s->protected_end = SGL_PAGE;
 
         w->segs[w->nsegs++] = s;
@@ -430,7 +431,7 @@ fail:
 static int seal_by_copy(struct sgl_wseg *s) {
         _cleanup_close_ int fd = -1, ro = -1;
         struct sgl_seg_header h;
-        uint64_t size = s->used;
+        uint64_t size = sgl_seg_size_for(s->used);
         const uint8_t *p;
         ssize_t n;
         int r;
@@ -440,12 +441,12 @@ static int seal_by_copy(struct sgl_wseg *s) {
                 return fd;
         memcpy(&h, s->ro, sizeof(h));
         h.size = size;
-        h.commit_end = size;
+        h.commit_end = s->used;
         if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
                 return -EIO;
-        for (uint64_t off = SGL_PAGE; off < size; off += (uint64_t)n) {
+        for (uint64_t off = SGL_SEG_DATA; off < s->used; off += (uint64_t)n) {
                 p = s->ro + off;
-                n = pwrite(fd, p, size - off, (off_t)off);
+                n = pwrite(fd, p, s->used - off, (off_t)off);
                 if (n <= 0)
                         return n < 0 ? sgl_negerrno() : -EIO;
         }
@@ -474,7 +475,7 @@ static int seal_by_copy(struct sgl_wseg *s) {
 static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
         int r = -EBUSY;
 
-        if (s->used == SGL_PAGE && !s->announced) {
+        if (s->used == SGL_SEG_DATA && !s->announced) {
                 if (s->seq == w->next_seq - 1)
                         w->next_seq = s->seq; /* never seen: reuse its number */
                 sgl_writer_drop_seg(w, s);
@@ -573,17 +574,17 @@ static int reserve(sgl_writer *w, uint64_t need) {
 
         staged = w->npend > 0 ? w->pend_end - w->pend_start
                               : sizeof(struct sgl_commit_header);
-        if (staged + need > SGL_SEG_MAX_SIZE - SGL_PAGE)
+        if (staged + need > SGL_SEG_MAX_SIZE - SGL_SEG_DATA)
                 return -EFBIG;
         /* segments are fully allocated up front (the dominant cost of a
          * fresh segment), so size them for what the policy will put in */
         if (w->policy == SGL_SEAL_EVERY_COMMIT)
-                size = SGL_PAGE + sgl_page_up(MAX(staged + need, 2 * staged));
+                size = sgl_seg_size_for(SGL_SEG_DATA + MAX(staged + need, 2 * staged));
         else if (w->policy == SGL_SEAL_BYTES)
-                size = MAX(MIN(w->segment_size, SGL_PAGE + sgl_page_up(w->policy_arg)),
-                           SGL_PAGE + sgl_page_up(staged + need));
+                size = MAX(MIN(w->segment_size, sgl_seg_size_for(SGL_SEG_DATA + w->policy_arg)),
+                           sgl_seg_size_for(SGL_SEG_DATA + staged + need));
         else
-                size = MAX(w->segment_size, SGL_PAGE + sgl_page_up(staged + need));
+                size = MAX(w->segment_size, sgl_seg_size_for(SGL_SEG_DATA + staged + need));
 
         if (old && w->npend == 0) {
                 r = seal_seg(w, old);
@@ -598,14 +599,14 @@ static int reserve(sgl_writer *w, uint64_t need) {
                 return r;
         }
         if (old) {
-                memcpy(w->open->rw + SGL_PAGE, old->rw + w->pend_start, staged);
+                memcpy(w->open->rw + SGL_SEG_DATA, old->rw + w->pend_start, staged);
                 /* the batch moved: leave no copy of it in the old segment */
                 memset(old->rw + w->pend_start, 0, staged);
                 for (size_t i = 0; i < w->npend; i++)
-                        w->pend[i].offset += SGL_PAGE - w->pend_start;
+                        w->pend[i].offset += SGL_SEG_DATA - w->pend_start;
         }
-        w->pend_start = SGL_PAGE;
-        w->pend_end = SGL_PAGE + staged;
+        w->pend_start = SGL_SEG_DATA;
+        w->pend_end = SGL_SEG_DATA + staged;
         /* the staged records are whole in the new segment, whatever happens */
         if (!old)
                 return 0;
@@ -635,7 +636,7 @@ int sgl_writer_stage(sgl_writer *w, uint32_t kind, uint32_t flags, uint64_t id,
                 w->apend = n;
         }
         if (w->npend == 0 && w->open) {
-                /* a new commit starts on the next page of the open segment */
+                /* a new commit starts right after the last one */
                 w->pend_start = w->open->used;
                 w->pend_end = w->pend_start + sizeof(struct sgl_commit_header);
         }
@@ -777,13 +778,13 @@ _public_ void sgl_writer_abort(sgl_writer *w) {
 static bool seal_due(sgl_writer *w, uint64_t now) {
         struct sgl_wseg *s = w->open;
 
-        if (!s || s->used == SGL_PAGE)
+        if (!s || s->used == SGL_SEG_DATA)
                 return false;
         switch (w->policy) {
         case SGL_SEAL_EVERY_COMMIT:
                 return true;
         case SGL_SEAL_BYTES:
-                return s->used - SGL_PAGE >= w->policy_arg;
+                return s->used - SGL_SEG_DATA >= w->policy_arg;
         case SGL_SEAL_USEC:
                 return now - s->first_commit_ns >= w->policy_arg * 1000;
         default:
@@ -808,7 +809,7 @@ int sgl_writer_commit_internal(sgl_writer *w) {
                 .next_version = w->next_version,
                 .next_anon_id = w->next_anon_id,
         };
-        end = sgl_page_up(w->pend_end);
+        end = w->pend_end; /* records are padded: SGL_RECORD_ALIGN aligned */
         /* the one store that makes the whole commit visible */
         __atomic_store_n(&((struct sgl_seg_header *)s->rw)->commit_end, end,
                          __ATOMIC_RELEASE);
@@ -825,12 +826,16 @@ int sgl_writer_commit_internal(sgl_writer *w) {
         if (w->policy == SGL_SEAL_EVERY_COMMIT)
                 return seal_seg(w, s);
 
-        if (!(w->flags & SGL_WRITER_NO_MIRROR_PROTECT) && end > s->protected_end) {
-                /* our own stray writes into published bytes now fault */
-                if (mprotect(s->rw + s->protected_end, end - s->protected_end,
+        if (!(w->flags & SGL_WRITER_NO_MIRROR_PROTECT) &&
+            (end & ~(uint64_t)(SGL_PAGE - 1)) > s->protected_end) {
+                /* our own stray writes into published bytes now fault, in
+                 * whole pages: the page holding end takes the next commit */
+                uint64_t to = end & ~(uint64_t)(SGL_PAGE - 1);
+
+                if (mprotect(s->rw + s->protected_end, to - s->protected_end,
                              PROT_READ) < 0)
                         return sgl_negerrno();
-                s->protected_end = end;
+                s->protected_end = to;
         }
         if (!s->announced) {
                 s->announced = true;
@@ -914,7 +919,7 @@ _public_ int sgl_writer_get_stats(sgl_writer *w, sgl_writer_stats *ret) {
         ret->bytes_used = 0;
         ret->bytes_live = 0;
         for (size_t i = 0; i < w->nsegs; i++) {
-                ret->bytes_used += w->segs[i]->used - SGL_PAGE;
+                ret->bytes_used += w->segs[i]->used - SGL_SEG_DATA;
                 ret->bytes_live += w->segs[i]->live;
         }
         return 0;

@@ -577,7 +577,7 @@ static void write_header(int fd, const uint8_t *area_id, uint64_t seq, uint64_t 
                          uint64_t magic) {
         struct sgl_seg_header h = {
                 .magic = magic, .version = SGL_FORMAT_VERSION,
-                .header_size = sizeof(h), .seq = seq, .size = size, .commit_end = SGL_PAGE,
+                .header_size = sizeof(h), .seq = seq, .size = size, .commit_end = SGL_SEG_DATA,
         };
 
         memcpy(h.area_id, area_id, sizeof(h.area_id));

@@ -60,10 +60,6 @@ static uint64_t span(uint64_t len) {
         return 64 + ((len + 63) & ~(uint64_t)63);
 }
 
-static uint64_t page_up(uint64_t n) {
-        return (n + PAGE - 1) & ~(uint64_t)(PAGE - 1);
-}
-
 static void seq_fn(void *userdata, uint64_t seq, sgl_segment_event ev, int fd) {
         uint64_t *s = userdata;
 
@@ -487,7 +483,8 @@ static void shadow_case(void **state, bool by_expiry) {
         assert_int_equal(sgl_writer_set_gc(w, 0, 0, 0), 0);
         hub_join(&h, w, &rd[0]);
 
-        /* A: 64 + 64 for X, 64 + 3008 for P: 25% of its page is garbage */
+        /* A: 64 + 128 for X, 64 + 3072 for P (3328 bytes, commits packed):
+         * X, about 4% of A, becomes garbage; B holds nothing else */
         x = put_write(w, 1, 0xa1, 10, 0);
         p = put_write(w, 2, 0xa2, 3000, 0);
         assert_int_equal(sgl_writer_commit(w), 0);
@@ -505,8 +502,9 @@ static void shadow_case(void **state, bool by_expiry) {
         seq_b = h.last_sealed;
         assert_int_equal(rd_get(&rd[0], 1, &g), -ENOENT);
 
-        /* automatic compaction takes B (all garbage), not A (25%) nor Q */
-        assert_int_equal(sgl_writer_set_gc(w, 40, 1, 0), 0);
+        /* automatic compaction (over 5% garbage) takes B (all garbage), not A
+         * (4%) nor Q */
+        assert_int_equal(sgl_writer_set_gc(w, 5, 1, 0), 0);
         q = commit_one(w, 3, 0xa4, 3000);
         assert_int_equal(sgl_writer_get_stats(w, &st), 0);
         assert_int_equal(st.gc_runs, 1);
@@ -579,7 +577,7 @@ static void test_gc_group_sealing_strict(void **state) {
         assert_int_equal(rd_get(&rd[0], 1, &g), -ENOENT);
 
         /* a commit into a new open segment triggers compaction of T only */
-        assert_int_equal(sgl_writer_set_gc(w, 40, 1, 0), 0);
+        assert_int_equal(sgl_writer_set_gc(w, 5, 1, 0), 0);
         q = commit_one(w, 3, 0xb3, 3000);
         assert_int_equal(sgl_writer_get_stats(w, &st), 0);
         assert_int_equal(st.gc_runs, 1);
@@ -645,7 +643,7 @@ static void test_gc_seal_failure(void **state) {
         want[1] = commit_one(w, 3, 0xc3, 100); /* opens O */
 
         /* compaction of T commits into O, then cannot seal it */
-        assert_int_equal(sgl_writer_set_gc(w, 40, 1, 0), 0);
+        assert_int_equal(sgl_writer_set_gc(w, 5, 1, 0), 0);
         q = put_write(w, 4, 0xc4, 3000, 0);
         fd_limit(&lim);
         r = sgl_writer_commit(w);
@@ -691,8 +689,9 @@ static void expect_stats(sgl_writer *w, const struct acct *a) {
         assert_int_equal(st.segments, a->segs);
 }
 
-/* bytes_live is exactly the spans of live chunks; bytes_used the page
- * rounded commits of live segments; compaction shrinks bytes_used. */
+/* bytes_live is exactly the spans of live chunks; bytes_used exactly the
+ * commits of live segments (packed: no page rounding); compaction shrinks
+ * bytes_used. */
 static void test_gc_live_bytes(void **state) {
         const unsigned flags[] = { 0 };
         struct put cur[42];
@@ -717,7 +716,7 @@ static void test_gc_live_bytes(void **state) {
                 commit += span(sizes[id]);
                 if (id <= 20 || id % 5 == 0) {
                         assert_int_equal(sgl_writer_commit(w), 0);
-                        a.used += page_up(64 + commit);
+                        a.used += 64 + commit;
                         a.segs++;
                         commit = 0;
                 }
@@ -733,7 +732,7 @@ static void test_gc_live_bytes(void **state) {
                 commit += span(sizes[id]);
                 if (id % 8 == 0) {
                         assert_int_equal(sgl_writer_commit(w), 0);
-                        a.used += page_up(64 + commit);
+                        a.used += 64 + commit;
                         a.segs++;
                         commit = 0;
                 }
@@ -746,14 +745,14 @@ static void test_gc_live_bytes(void **state) {
                 a.live -= span(sizes[id]);
         }
         assert_int_equal(sgl_writer_commit(w), 0);
-        a.used += page_up(64 + 5 * 64);
+        a.used += 64 + 5 * 64;
         a.segs++;
         expect_stats(w, &a);
 
         /* a chunk that expires stops counting once it has */
         cur[41] = put_write(w, 41, 0x33e0, 1000, sgl_now_ns() + 100 * NSEC_PER_MSEC);
         assert_int_equal(sgl_writer_commit(w), 0);
-        a.used += page_up(64 + span(1000));
+        a.used += 64 + span(1000);
         a.segs++;
         a.live += span(1000);
         expect_stats(w, &a);
@@ -766,7 +765,7 @@ static void test_gc_live_bytes(void **state) {
         before = a.used;
         k = sgl_writer_gc(w);
         assert_int_equal(k, a.segs);
-        a.used = page_up(64 + a.live + span(8 * (uint64_t)k));
+        a.used = 64 + a.live + span(8 * (uint64_t)k);
         a.segs = 1;
         expect_stats(w, &a);
         assert_true(a.used < before);
@@ -782,7 +781,7 @@ static void test_gc_live_bytes(void **state) {
                 a.live -= span(sizes[id]);
                 cur[id] = commit_one(w, id, 0x44e0 + id, 100);
                 a.live += span(100);
-                a.used += page_up(64 + span(100));
+                a.used += 64 + span(100);
                 a.segs++;
         }
         expect_stats(w, &a);

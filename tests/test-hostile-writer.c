@@ -19,8 +19,8 @@
  *    private copy.  The reader then re-checksums the bytes it still holds
  *    and looks the chunk up again: unchanged.  Under SGL_SEAL_BYTES the
  *    writer's own stray write into a committed page of its read-write
- *    mapping, before the seal, dies of SIGSEGV in a grandchild (mirror
- *    protection).
+ *    mapping (a whole page below the one holding commit_end), before the
+ *    seal, dies of SIGSEGV in a grandchild (mirror protection).
  *  - stray_write_*: mirror protection is self-protection only: it makes a
  *    writer's stray write fault; with SGL_WRITER_NO_MIRROR_PROTECT the same
  *    write lands in the open segment (TRUSTED readers see it, and the seal
@@ -306,8 +306,11 @@ static int hostile_writer_main(void *userdata) {
                 /* still open: only TRUSTED readers may be told */
                 TU_CHILD_CHECK(cap.n == 1 && cap.e[0].ev == SGL_SEGMENT_OPENED);
                 /* the writer's own stray write into a committed page of its
-                 * read-write mapping faults (mirror protection) */
-                TU_CHILD_CHECK(stray_write_faults((volatile uint8_t *)ptr + 100) == 1);
+                 * read-write mapping faults (mirror protection covers the
+                 * whole pages below the one holding commit_end: the chunk's
+                 * second page is one, its first shares page 0 with the
+                 * header) */
+                TU_CHILD_CHECK(stray_write_faults((volatile uint8_t *)ptr + 4096) == 1);
                 TU_CHILD_CHECK(sgl_writer_seal(w) == 0);
                 TU_CHILD_CHECK(sgl_writer_get_stats(w, &st) == 0);
                 TU_CHILD_CHECK(st.seals == 1 && st.seal_copies == 0);
@@ -457,6 +460,11 @@ static void run_stray_write(unsigned writer_flags) {
         /* a pointer the writer got before committing, kept by mistake */
         assert_int_equal(sgl_writer_alloc(w, CHUNK_ID + 1, 0, 64, (void **)&ptr, NULL), 0);
         memset(ptr, 1, 64);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        /* commits are packed and protection covers whole pages below the
+         * page holding commit_end: a further page of commits puts ptr's
+         * page below it */
+        assert_int_equal(sgl_writer_write(w, CHUNK_ID + 2, 0, expect, 4096, NULL), 0);
         assert_int_equal(sgl_writer_commit(w), 0);
 
         /* with protection the write faults; without (self-protection

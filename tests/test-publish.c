@@ -909,12 +909,12 @@ static int make_segment_rec(const uint8_t id[16], uint64_t seq, uint32_t kind, u
 
         assert_true(fd >= 0);
         memcpy(h.area_id, id, 16);
-        h.commit_end = SGL_PAGE + sgl_page_up(c.len);
+        h.commit_end = SGL_SEG_DATA + c.len;
         assert_int_equal(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
-        assert_int_equal(pwrite(fd, &c, sizeof(c), SGL_PAGE), (ssize_t)sizeof(c));
-        assert_int_equal(pwrite(fd, &rec, sizeof(rec), SGL_PAGE + sizeof(c)), (ssize_t)sizeof(rec));
+        assert_int_equal(pwrite(fd, &c, sizeof(c), SGL_SEG_DATA), (ssize_t)sizeof(c));
+        assert_int_equal(pwrite(fd, &rec, sizeof(rec), SGL_SEG_DATA + sizeof(c)), (ssize_t)sizeof(rec));
         if (*s)
-                assert_int_equal(pwrite(fd, s, strlen(s), SGL_PAGE + sizeof(c) + sizeof(rec)),
+                assert_int_equal(pwrite(fd, s, strlen(s), SGL_SEG_DATA + sizeof(c) + sizeof(rec)),
                                  (ssize_t)strlen(s));
         assert_int_equal(sgl_memfd_seal_write(fd), 0);
         ro = sgl_memfd_reopen_ro(fd);

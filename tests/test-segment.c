@@ -9,9 +9,12 @@
  *    each malformation with its documented error (seq 0 included: readers
  *    take it for "no segment") and leaves its output alone.
  *  - sgl_seg_visible_end() never widens the window past the mapping: a
- *    commit_end below the first page, beyond the size or unaligned is clamped.
- *  - sgl_rec_iter yields every record of every commit (empty commits skipped,
- *    commits on page boundaries, payloads of 0, 1, 63, 64, 65 ... bytes) with
+ *    commit_end below the first commit, beyond the size or unaligned is
+ *    clamped (to SGL_SEG_DATA, or down to SGL_RECORD_ALIGN).
+ *  - sgl_rec_iter yields every record of every commit (commits packed from
+ *    offset 64 on, a commit's len deciding where the next starts, slack
+ *    included; empty commits skipped; records spanning pages; payloads of
+ *    0, 1, 63, 64, 65 ... bytes) with
  *    the exact fields and payload bytes written; every single-field
  *    corruption gives -EBADMSG after the valid records before it, the error
  *    sticks, and nothing is ever read outside the buffer: the buffers end
@@ -66,6 +69,7 @@
 #endif
 
 #define PAGE ((uint64_t)SGL_PAGE)
+#define DATA ((uint64_t)SGL_SEG_DATA)
 #define HDR ((uint64_t)sizeof(struct sgl_commit_header))
 #define RECH ((uint64_t)sizeof(struct sgl_record))
 
@@ -130,7 +134,7 @@ static struct sgl_record *rec_at(uint8_t *base, uint64_t off) {
 
 static void img_init(struct img *m, uint8_t *base, uint64_t size, uint64_t seq,
                      const uint8_t *area) {
-        *m = (struct img) { .base = base, .size = size, .pos = PAGE };
+        *m = (struct img) { .base = base, .size = size, .pos = DATA };
         memset(base, 0, size);
         *img_hdr(m) = (struct sgl_seg_header) {
                 .magic = SGL_SEG_MAGIC,
@@ -138,14 +142,16 @@ static void img_init(struct img *m, uint8_t *base, uint64_t size, uint64_t seq,
                 .header_size = sizeof(struct sgl_seg_header),
                 .seq = seq,
                 .size = size,
-                .commit_end = PAGE,
+                .commit_end = DATA,
                 .created_ns = 1,
         };
         memcpy(img_hdr(m)->area_id, area, SGL_AREA_ID_LEN);
 }
 
+/* Commits are packed: the next one starts where the last one's len ends
+ * (a test may move m->pos on before img_end() to give a commit slack). */
 static uint64_t img_begin(struct img *m) {
-        m->commit = sgl_page_up(m->pos);
+        m->commit = m->pos;
         m->pos = m->commit + HDR;
         m->nrec = 0;
         assert_true(m->pos <= m->size);
@@ -198,7 +204,7 @@ static void img_end(struct img *m) {
                 .len = m->pos - m->commit,
                 .commit_no = ++m->commit_no,
         };
-        img_hdr(m)->commit_end = sgl_page_up(m->pos);
+        img_hdr(m)->commit_end = m->pos;
 }
 
 /* Checks one parsed record against what img_rec() wrote, including every
@@ -317,14 +323,16 @@ static void test_header_parse_malformed(void **state) {
                 { "magic one bit off", F_MAGIC, SGL_SEG_MAGIC ^ 1, -EBADMSG },
                 { "magic of the control page", F_MAGIC, SGL_CTL_MAGIC, -EBADMSG },
                 { "version 0", F_VERSION, 0, -EPROTONOSUPPORT },
-                { "version 2", F_VERSION, 2, -EPROTONOSUPPORT },
+                { "version 1 (commits on pages)", F_VERSION, 1, -EPROTONOSUPPORT },
+                { "version 3", F_VERSION, 3, -EPROTONOSUPPORT },
                 { "version max", F_VERSION, UINT32_MAX, -EPROTONOSUPPORT },
                 { "header_size 0", F_HSIZE, 0, -EBADMSG },
                 { "header_size - 1", F_HSIZE, sizeof(struct sgl_seg_header) - 1, -EBADMSG },
                 { "header_size + 8", F_HSIZE, sizeof(struct sgl_seg_header) + 8, -EBADMSG },
                 { "header_size page", F_HSIZE, PAGE, -EBADMSG },
                 { "size 0", F_SIZE, 0, -EBADMSG },
-                { "size 1 page", F_SIZE, PAGE, -EBADMSG },
+                { "size 64", F_SIZE, 64, -EBADMSG },
+                { "size 1 page - 1", F_SIZE, PAGE - 1, -EBADMSG },
                 { "size 8191", F_SIZE, 2 * PAGE - 1, -EBADMSG },
                 { "size 8193", F_SIZE, 2 * PAGE + 1, -EBADMSG },
                 { "size 2.5 pages", F_SIZE, 5 * PAGE / 2, -EBADMSG },
@@ -381,20 +389,25 @@ static void test_header_parse_malformed(void **state) {
 
 static void test_visible_end(void **state) {
         static const struct { uint64_t commit_end, want; } cases[] = {
-                { 0, PAGE },
-                { 1, PAGE },
-                { PAGE - 1, PAGE },
+                { 0, DATA },
+                { 1, DATA },
+                { 63, DATA },                      /* inside the header */
+                { 64, 64 },
+                { 65, 64 },
+                { 127, 64 },
+                { 128, 128 },
+                { PAGE - 1, PAGE - 64 },
                 { PAGE, PAGE },
                 { PAGE + 1, PAGE },
-                { 2 * PAGE - 1, PAGE },
-                { 2 * PAGE, 2 * PAGE },
-                { 3 * PAGE - 64, 2 * PAGE },
+                { 3 * PAGE - 64, 3 * PAGE - 64 },
+                { 4 * PAGE - 1, 4 * PAGE - 64 },
                 { 4 * PAGE, 4 * PAGE },            /* == size */
-                { 4 * PAGE + 1, PAGE },            /* beyond: nothing visible */
-                { 5 * PAGE, PAGE },
-                { SGL_SEG_MAX_SIZE, PAGE },
-                { UINT64_MAX, PAGE },
-                { UINT64_MAX & ~(PAGE - 1), PAGE },
+                { 4 * PAGE + 1, DATA },            /* beyond: nothing visible */
+                { 4 * PAGE + 64, DATA },
+                { 5 * PAGE, DATA },
+                { SGL_SEG_MAX_SIZE, DATA },
+                { UINT64_MAX, DATA },
+                { UINT64_MAX & ~(uint64_t)63, DATA },
         };
         struct guarded g;
         struct img m;
@@ -413,7 +426,9 @@ static void test_visible_end(void **state) {
         }
         /* Against a smaller mapping size the same header shows less. */
         img_hdr(&m)->commit_end = 4 * PAGE;
-        assert_int_equal(sgl_seg_visible_end(b, 3 * PAGE), PAGE);
+        assert_int_equal(sgl_seg_visible_end(b, 3 * PAGE), DATA);
+        img_hdr(&m)->commit_end = 3 * PAGE + 64;
+        assert_int_equal(sgl_seg_visible_end(b, 3 * PAGE), DATA);
         img_hdr(&m)->commit_end = 3 * PAGE;
         assert_int_equal(sgl_seg_visible_end(b, 3 * PAGE), 3 * PAGE);
         guarded_free(&g);
@@ -423,7 +438,7 @@ static void test_visible_end(void **state) {
 
 /* Iterates the whole visible part of @base. */
 static void iter_all(struct sgl_rec_iter *it, const uint8_t *base, uint64_t size) {
-        sgl_rec_iter_init(it, base, size, PAGE, sgl_seg_visible_end(base, size));
+        sgl_rec_iter_init(it, base, size, DATA, sgl_seg_visible_end(base, size));
 }
 
 static void test_iter_empty(void **state) {
@@ -443,13 +458,14 @@ static void test_iter_empty(void **state) {
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
 
         /* Only empty commits (legal, e.g. a batch that staged nothing
-         * visible), one of them the last page of the buffer. */
-        img_begin(&m);
+         * visible): one right after the header, one whose len has slack
+         * up to the last 64 bytes of the buffer, one in those. */
+        assert_int_equal(img_begin(&m), DATA);
         img_end(&m);
-        img_begin(&m);
+        assert_int_equal(img_begin(&m), DATA + HDR);
+        m.pos = 4 * PAGE - HDR;
         img_end(&m);
-        m.pos = 3 * PAGE;
-        img_begin(&m);
+        assert_int_equal(img_begin(&m), 4 * PAGE - HDR);
         img_end(&m);
         assert_int_equal(img_hdr(&m)->commit_end, 4 * PAGE);
         iter_all(&it, b, 4 * PAGE);
@@ -466,8 +482,12 @@ struct expect {
         uint64_t id, version, len;
 };
 
+/* Offsets of commits 1...5 of the reference segment (co[0] unused). */
+static uint64_t co[6];
+
 /* Builds the reference segment of @size (>= 8 pages) used by several
- * tests; fills @ex with what the iterator must yield and returns the count. */
+ * tests; fills @ex with what the iterator must yield, co[] with where its
+ * commits start, and returns the count. */
 static size_t build_reference(struct img *m, uint8_t *b, uint64_t size,
                               struct expect *ex) {
         static const uint64_t lens[] = { 0, 1, 63, 64, 65 };
@@ -482,35 +502,40 @@ static size_t build_reference(struct img *m, uint8_t *b, uint64_t size,
 
         img_init(m, b, size, 5, area_a);
 
-        /* commit 1 at page 1: the interesting payload sizes */
-        assert_int_equal(img_begin(m), PAGE);
+        /* commit 1 right after the header: the interesting payload sizes */
+        co[1] = img_begin(m);
+        assert_int_equal(co[1], DATA);
         for (size_t i = 0; i < ELEMENTSOF(lens); i++)
                 ADD(SGL_REC_DATA, 10 + i, lens[i]);
         img_end(m);
 
-        /* an empty commit at page 2 */
-        assert_int_equal(img_begin(m), 2 * PAGE);
+        /* an empty commit right after it */
+        co[2] = img_begin(m);
+        assert_int_equal(co[2], DATA + HDR + 64 + 3 * 128 + 192);
         img_end(m);
 
-        /* commit 3 at page 3: a tombstone and a retire record, plus a
-         * payload that spills over three pages */
-        assert_int_equal(img_begin(m), 3 * PAGE);
+        /* commit 3: a tombstone and a retire record, plus a payload that
+         * spills over three pages */
+        co[3] = img_begin(m);
+        assert_int_equal(co[3], co[2] + HDR);
         ADD(SGL_REC_TOMBSTONE, 10, 0);
         ADD(SGL_REC_RETIRE, 0, 24);
         ADD(SGL_REC_DATA, 20, 2 * PAGE + 100);
         img_end(m);
 
-        /* commit 4 on the next page boundary, two small records */
-        assert_int_equal(img_begin(m), 6 * PAGE);
+        /* commit 4, two small records, with 64 bytes of slack after them
+         * (legal: the next commit starts where len says) */
+        co[4] = img_begin(m);
         ADD(SGL_REC_DATA, 21, 4);
         ADD(SGL_REC_DATA, 22, 100);
+        m->pos += 64;
         img_end(m);
 
-        /* commit 5 fills the last page to its last byte */
-        m->pos = size - PAGE;
-        assert_int_equal(img_begin(m), size - PAGE);
+        /* commit 5 runs to the buffer's last byte */
+        co[5] = img_begin(m);
+        assert_int_equal(co[5], co[4] + HDR + sgl_record_span(4) + sgl_record_span(100) + 64);
         ADD(SGL_REC_DATA, 23, 100);
-        ADD(SGL_REC_DATA, 24, PAGE - HDR - sgl_record_span(100) - RECH);
+        ADD(SGL_REC_DATA, 24, size - co[5] - HDR - sgl_record_span(100) - RECH);
         assert_int_equal(m->pos, size);
         img_end(m);
         assert_int_equal(img_hdr(m)->commit_end, size);
@@ -537,7 +562,7 @@ static void test_iter_records(void **state) {
         assert_int_equal(ex[2].off - ex[1].off, RECH + 64);
         assert_int_equal(ex[3].off - ex[2].off, RECH + 64);
         assert_int_equal(ex[4].off - ex[3].off, RECH + 64);
-        assert_int_equal(ex[0].off, PAGE + HDR);
+        assert_int_equal(ex[0].off, DATA + HDR);
 
         iter_all(&it, b, size);
         for (size_t i = 0; i < n; i++) {
@@ -551,14 +576,14 @@ static void test_iter_records(void **state) {
 
         /* A window [from, end): start at commit 4, stop before commit 5;
          * the iterator then rests at commit 5, where indexing resumes. */
-        sgl_rec_iter_init(&it, b, size, 6 * PAGE, 7 * PAGE);
+        sgl_rec_iter_init(&it, b, size, co[4], co[5]);
         for (size_t i = 8; i < 10; i++) {
                 assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
                 check_view(&v, b, size, ex[i].off, ex[i].kind, ex[i].id,
                            ex[i].version, ex[i].len);
         }
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
-        assert_int_equal(it.commit, 7 * PAGE);
+        assert_int_equal(it.commit, co[5]);
         /* resume there with a wider end */
         sgl_rec_iter_init(&it, b, size, it.commit, size);
         for (size_t i = 10; i < 12; i++) {
@@ -569,13 +594,13 @@ static void test_iter_records(void **state) {
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
 
         /* from == end, or past it: nothing */
-        sgl_rec_iter_init(&it, b, size, 3 * PAGE, 3 * PAGE);
+        sgl_rec_iter_init(&it, b, size, co[3], co[3]);
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
-        sgl_rec_iter_init(&it, b, size, size, PAGE);
+        sgl_rec_iter_init(&it, b, size, size, DATA);
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
 
         /* An end beyond the mapping is clamped to it: the same records. */
-        sgl_rec_iter_init(&it, b, size, PAGE, UINT64_MAX);
+        sgl_rec_iter_init(&it, b, size, DATA, UINT64_MAX);
         assert_int_equal(it.end, size);
         for (size_t i = 0; i < n; i++) {
                 assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
@@ -584,25 +609,30 @@ static void test_iter_records(void **state) {
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
 
         /* commit_end hiding the last commits hides exactly them */
-        img_hdr(&m)->commit_end = 6 * PAGE;
+        img_hdr(&m)->commit_end = co[4];
         iter_all(&it, b, size);
         for (size_t i = 0; i < 8; i++)
                 assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
-        assert_int_equal(it.commit, 6 * PAGE);
+        assert_int_equal(it.commit, co[4]);
 
-        /* The same bytes mapped one page shorter (as seen through a smaller
-         * mapping): commit 5 is out of the mapping; nothing reads it. */
+        /* The same bytes mapped shorter (as seen through a smaller
+         * mapping): up to commit 5's start, it is simply not there; one
+         * page short, it is cut and refused, and nothing reads past it. */
         img_hdr(&m)->commit_end = size;
-        sgl_rec_iter_init(&it, b, size - PAGE, PAGE, size);
+        sgl_rec_iter_init(&it, b, co[5], DATA, size);
         for (size_t i = 0; i < 10; i++)
                 assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
         assert_int_equal(sgl_rec_iter_next(&it, &v), 0);
+        sgl_rec_iter_init(&it, b, size - PAGE, DATA, size);
+        for (size_t i = 0; i < 10; i++)
+                assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
+        assert_int_equal(sgl_rec_iter_next(&it, &v), -EBADMSG);
         guarded_free(&g);
 }
 
-/* One single-field corruption of the reference segment's last two commits
- * (commit 4 at 6 * PAGE, commit 5 in the last page against the guard). */
+/* One single-field corruption of the reference segment (mostly its last
+ * two commits: commit 4 at co[4], commit 5 running up to the guard). */
 struct corruption {
         const char *what;
         void (*apply)(uint8_t *b, uint64_t size, const struct expect *ex,
@@ -612,24 +642,24 @@ struct corruption {
 };
 
 static void c_commit_magic(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
-        commit_at(b, size - PAGE)->magic = (uint32_t)a;
+        commit_at(b, co[5])->magic = (uint32_t)a;
 }
 static void c_commit_len(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
-        commit_at(b, size - PAGE)->len = a;
+        commit_at(b, co[5])->len = a;
 }
 static void c_commit4_len(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
-        commit_at(b, 6 * PAGE)->len = a;
+        commit_at(b, co[4])->len = a;
 }
 static void c_commit4_len_short_end(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
-        ((struct sgl_seg_header *)b)->commit_end = size - PAGE;
-        commit_at(b, 6 * PAGE)->len = a;
+        ((struct sgl_seg_header *)b)->commit_end = co[5];
+        commit_at(b, co[4])->len = a;
 }
 static void c_commit2_len_short_end(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
-        ((struct sgl_seg_header *)b)->commit_end = size - PAGE;
-        commit_at(b, 2 * PAGE)->len = a;
+        ((struct sgl_seg_header *)b)->commit_end = co[5];
+        commit_at(b, co[2])->len = a;
 }
 static void c_commit_nrec(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
-        commit_at(b, size - PAGE)->nrec = (uint32_t)a;
+        commit_at(b, co[5])->nrec = (uint32_t)a;
 }
 static void c_last_len(uint8_t *b, uint64_t size, const struct expect *ex, uint64_t a) {
         rec_at(b, ex[11].off)->len = a;
@@ -656,30 +686,52 @@ static void c_commit_end(uint8_t *b, uint64_t size, const struct expect *ex, uin
 
 static void test_iter_corrupt(void **state) {
         const uint64_t size = 8 * PAGE;
+        struct expect ex[32];
+        struct img m;
+        uint8_t *b;
+        struct guarded g;
+
+        (void)state;
+        b = guarded_new(&g, size);
+        assert_int_equal(build_reference(&m, b, size, ex), 12); /* sets co[] */
+
         /* commit 5: records ex[10] (100 B) and ex[11] (fills to the end) */
-        const uint64_t c5_len = PAGE;
-        const uint64_t last_max = PAGE - HDR - sgl_record_span(100) - RECH;
+        const uint64_t c5_len = size - co[5];
+        const uint64_t c4_len = co[5] - co[4];
+        const uint64_t last_max = c5_len - HDR - sgl_record_span(100) - RECH;
         const struct corruption cases[] = {
                 { "commit magic 0", c_commit_magic, 0, 10 },
                 { "commit magic flipped", c_commit_magic, SGL_COMMIT_MAGIC ^ 0x80000000u, 10 },
                 { "commit len 0", c_commit_len, 0, 10 },
                 { "commit len < header", c_commit_len, HDR - 1, 10 },
-                { "commit len past end", c_commit_len, c5_len + 1, 10 },
+                { "commit len past end", c_commit_len, c5_len + 64, 10 },
+                { "commit len past end, unaligned", c_commit_len, c5_len + 1, 10 },
+                { "commit len unaligned", c_commit_len, c5_len - 1, 10 },
+                { "commit len 65", c_commit_len, HDR + 1, 10 },
                 { "commit len past end by a page", c_commit_len, c5_len + PAGE, 10 },
                 { "commit len 2^63", c_commit_len, 1ULL << 63, 10 },
                 { "commit len max", c_commit_len, UINT64_MAX, 10 },
                 { "commit len max - 63", c_commit_len, UINT64_MAX - 63, 10 },
-                { "commit 4 len past the end", c_commit4_len, 2 * PAGE + 1, 8 },
+                { "commit 4 len past the end", c_commit4_len, size - co[4] + 64, 8 },
                 { "commit 4 len past the mapping", c_commit4_len, size, 8 },
-                /* its last record's payload fits, its padding does not */
+                /* its last record's payload fits, its padding does not:
+                 * an unaligned len is refused as the commit opens */
                 { "commit 4 len cuts padding", c_commit4_len,
-                  HDR + sgl_record_span(4) + sgl_record_span(100) - 1, 9 },
+                  HDR + sgl_record_span(4) + sgl_record_span(100) - 1, 8 },
+                /* aligned, but its last record does not fit */
+                { "commit 4 len cuts its last record", c_commit4_len,
+                  HDR + sgl_record_span(4) + sgl_record_span(100) - 64, 9 },
+                /* its records fit, but the next commit then starts inside
+                 * commit 5 (at ex[10]'s header): no commit magic there */
+                { "commit 4 len lands inside commit 5", c_commit4_len, c4_len + 64, 10 },
                 /* past a commit_end that is legitimately short of the
                  * mapping (commit 5 not yet published) */
-                { "commit 4 len past commit_end", c_commit4_len_short_end, PAGE + 64, 8 },
+                { "commit 4 len past commit_end", c_commit4_len_short_end, c4_len + 64, 8 },
                 /* an empty commit has no record to catch it later */
-                { "empty commit len past commit_end", c_commit2_len_short_end, 5 * PAGE + 64, 5 },
-                { "empty commit len past the mapping", c_commit2_len_short_end, 6 * PAGE + 64, 5 },
+                { "empty commit len past commit_end", c_commit2_len_short_end,
+                  co[5] - co[2] + 64, 5 },
+                { "empty commit len past the mapping", c_commit2_len_short_end,
+                  size - co[2] + 64, 5 },
                 { "nrec one too many", c_commit_nrec, 3, 12 },
                 { "nrec too large for len", c_commit_nrec, (c5_len - HDR) / RECH + 1, 10 },
                 { "nrec max", c_commit_nrec, UINT32_MAX, 10 },
@@ -698,19 +750,15 @@ static void test_iter_corrupt(void **state) {
                 { "retire len 1", c_retire_len, 1, 6 },
                 { "retire len 12", c_retire_len, 12, 6 },
                 { "retire len 23", c_retire_len, 23, 6 },
-                /* commit_end inside commit 5, unaligned: clamped to its
-                 * start, so commit 5 is simply not visible */
-                { "commit_end unaligned", c_commit_end, size - 1, 10 },
+                /* commit_end inside commit 5 */
+                { "commit_end inside the last commit", c_commit_end, co[5] + 128, 10 },
+                { "commit_end one short", c_commit_end, size - 64, 10 },
+                /* commit_end just past commit 5's start, unaligned: clamped
+                 * to its start, so commit 5 is simply not visible */
+                { "commit_end unaligned", c_commit_end, co[5] + 1, 10 },
         };
-        struct expect ex[32];
         struct sgl_rec_iter it;
         struct sgl_rec_view v;
-        struct guarded g;
-        struct img m;
-        uint8_t *b;
-
-        (void)state;
-        b = guarded_new(&g, size);
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 size_t got = 0;
@@ -741,11 +789,13 @@ static void test_iter_corrupt(void **state) {
                 assert_int_equal(sgl_rec_iter_next(&it, &v), -EBADMSG);
         }
 
-        /* Commit offsets that are not page aligned, or in the header page. */
+        /* Commit offsets that are not aligned, in the header, or not where
+         * a commit starts. */
         assert_int_equal(build_reference(&m, b, size, ex), 12);
         {
-                const uint64_t from[] = { 0, 1, 64, PAGE / 2, PAGE + HDR,
-                                          PAGE + 1, size - HDR, size - 1 };
+                const uint64_t from[] = { 0, 1, 32, 63, DATA + 1, DATA + HDR,
+                                          co[3] + 8, co[5] + HDR, PAGE,
+                                          size - HDR, size - 1 };
                 for (size_t i = 0; i < ELEMENTSOF(from); i++) {
                         sgl_rec_iter_init(&it, b, size, from[i], size);
                         if (sgl_rec_iter_next(&it, &v) != -EBADMSG)
@@ -753,9 +803,9 @@ static void test_iter_corrupt(void **state) {
                 }
         }
         /* An end that cuts a commit header, or a commit, short. */
-        sgl_rec_iter_init(&it, b, size, size - PAGE, size - PAGE + HDR - 1);
+        sgl_rec_iter_init(&it, b, size, co[5], co[5] + HDR - 1);
         assert_int_equal(sgl_rec_iter_next(&it, &v), -EBADMSG);
-        sgl_rec_iter_init(&it, b, size, size - PAGE, size - 1);
+        sgl_rec_iter_init(&it, b, size, co[5], size - 64);
         assert_int_equal(sgl_rec_iter_next(&it, &v), -EBADMSG);
         guarded_free(&g);
 }
@@ -778,8 +828,8 @@ static void test_iter_end_shrinks(void **state) {
         iter_all(&it, b, size);
         for (size_t i = 0; i < 7; i++)
                 assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
-        /* inside commit 3, which ends in page 5 */
-        it.end = 4 * PAGE;
+        /* inside commit 3, which ends in page 2 */
+        it.end = co[3] + 2 * PAGE;
         assert_int_equal(sgl_rec_iter_next(&it, &v), -EBADMSG);
         it.end = size;
         assert_int_equal(sgl_rec_iter_next(&it, &v), 1);
@@ -824,7 +874,8 @@ static void test_rec_at(void **state) {
         memset(&sentinel, 0x5a, sizeof(sentinel));
         {
                 const uint64_t bad[] = {
-                        0, 64, PAGE - 64, PAGE,   /* header page, commit header */
+                        0, 32, 63,                /* the segment header */
+                        DATA, co[2], co[3],       /* commit headers */
                         ex[0].off + 1, ex[0].off + 8, ex[0].off + 32,
                         ex[11].off - 1,           /* misaligned */
                         size, size + RECH, size - 1,
@@ -838,11 +889,11 @@ static void test_rec_at(void **state) {
                 }
         }
         /* offsets at or past the visible end */
-        assert_int_equal(sgl_rec_at(b, size, 6 * PAGE, ex[8].off, &v), -EBADMSG);
-        assert_int_equal(sgl_rec_at(b, size, 5 * PAGE, ex[8].off, &v), -EBADMSG);
-        assert_true(ex[7].off < 5 * PAGE && ex[7].off + RECH + ex[7].len > 5 * PAGE);
-        assert_int_equal(sgl_rec_at(b, size, 5 * PAGE, ex[7].off, &v), -EBADMSG); /* payload crosses end */
-        assert_int_equal(sgl_rec_at(b, size, 5 * PAGE, ex[6].off, &v), 0);
+        assert_int_equal(sgl_rec_at(b, size, ex[8].off, ex[8].off, &v), -EBADMSG);
+        assert_int_equal(sgl_rec_at(b, size, co[4], ex[8].off, &v), -EBADMSG);
+        assert_true(ex[7].off < 2 * PAGE && ex[7].off + RECH + ex[7].len > 2 * PAGE);
+        assert_int_equal(sgl_rec_at(b, size, 2 * PAGE, ex[7].off, &v), -EBADMSG); /* payload crosses end */
+        assert_int_equal(sgl_rec_at(b, size, 2 * PAGE, ex[6].off, &v), 0);
         /* an end right after the padding; one that cuts the padding off is
          * refused, as the iterator refuses such a commit */
         assert_int_equal(sgl_rec_at(b, size, ex[7].off + sgl_record_span(ex[7].len),
@@ -854,7 +905,7 @@ static void test_rec_at(void **state) {
         assert_int_equal(sgl_rec_at(b, size, ex[8].off + RECH - 1, ex[8].off, &v), -EBADMSG);
         /* the mapping is smaller than end: clamped, the last commit is out */
         assert_int_equal(sgl_rec_at(b, size - PAGE, size, ex[11].off, &v), -EBADMSG);
-        assert_int_equal(sgl_rec_at(b, size - PAGE, size, ex[10].off, &v), -EBADMSG);
+        assert_int_equal(sgl_rec_at(b, ex[10].off + RECH, size, ex[10].off, &v), -EBADMSG);
 
         /* a record header that looks fine at a misaligned offset */
         {
@@ -1272,7 +1323,9 @@ static void test_reader_bad_header(void **state) {
         h->magic = 0;
         assert_int_equal(add(r, seg_memfd(img, 4 * PAGE, 4 * PAGE, SEALED, 0)), -EBADMSG);
         h->magic = SGL_SEG_MAGIC;
-        h->version = 2;
+        h->version = 1; /* commits on page boundaries: not this format */
+        assert_int_equal(add(r, seg_memfd(img, 4 * PAGE, 4 * PAGE, SEALED, 0)), -EPROTONOSUPPORT);
+        h->version = SGL_FORMAT_VERSION + 1;
         assert_int_equal(add(r, seg_memfd(img, 4 * PAGE, 4 * PAGE, SEALED, 0)), -EPROTONOSUPPORT);
         h->version = SGL_FORMAT_VERSION;
         h->header_size = 0;
@@ -1388,7 +1441,7 @@ static void test_reader_seq_zero(void **state) {
 
         /* numbered 1, it is read once, in order */
         img = many_records(1, 64 * PAGE, &n);
-        assert_int_equal(n, (64 * PAGE - PAGE - HDR) / RECH);
+        assert_int_equal(n, (64 * PAGE - DATA - HDR) / RECH);
         assert_int_equal(add(r, seg_memfd(img, 64 * PAGE, 64 * PAGE, SEALED, 0)), 0);
         while ((k = sgl_reader_next(r, &c)) == 0) {
                 assert_int_equal(sgl_chunk_version(c), got + 1);

@@ -56,6 +56,7 @@
 #endif
 
 #define PAGE ((uint64_t)SGL_PAGE)
+#define DATA ((uint64_t)SGL_SEG_DATA)
 #define HDR ((uint64_t)sizeof(struct sgl_commit_header))
 #define RECH ((uint64_t)sizeof(struct sgl_record))
 
@@ -161,18 +162,18 @@ static void img_init(struct img *m, uint8_t *base, uint64_t size, uint64_t seq) 
                 .header_size = sizeof(struct sgl_seg_header),
                 .seq = seq,
                 .size = size,
-                .commit_end = PAGE,
+                .commit_end = DATA,
                 .created_ns = 1,
         };
 
-        *m = (struct img) { .base = base, .size = size, .pos = PAGE };
+        *m = (struct img) { .base = base, .size = size, .pos = DATA };
         memset(base, 0, size);
         memcpy(h.area_id, area, SGL_AREA_ID_LEN);
         memcpy(base, &h, sizeof(h));
 }
 
 static bool img_begin(struct img *m) {
-        uint64_t c = sgl_page_up(m->pos);
+        uint64_t c = m->pos; /* commits are packed */
 
         if (c + HDR > m->size)
                 return false;
@@ -218,7 +219,7 @@ static void img_end(struct img *m) {
 
         memcpy(m->base + m->commit, &c, sizeof(c));
         __atomic_store_n(&((struct sgl_seg_header *)m->base)->commit_end,
-                         sgl_page_up(m->pos), __ATOMIC_RELEASE);
+                         m->pos, __ATOMIC_RELEASE);
 }
 
 static uint64_t random_len(struct rng *g) {
@@ -270,7 +271,7 @@ static void mutate(uint8_t *b, uint64_t size, struct rng *g) {
         uint64_t end;
 
         memcpy(&end, b + offsetof(struct sgl_seg_header, commit_end), 8);
-        end = end > PAGE && end <= size ? end : size;
+        end = end > DATA && end <= size ? end : size;
 
         for (unsigned i = 0; i < n; i++) {
                 uint64_t v = edge_value(g, size), off;
@@ -278,32 +279,32 @@ static void mutate(uint8_t *b, uint64_t size, struct rng *g) {
 
                 switch (rnd_below(g, 8)) {
                 case 0: /* a byte anywhere in the body */
-                        b[PAGE + rnd_below(g, size - PAGE)] ^= (uint8_t)(1 + rnd_below(g, 255));
+                        b[DATA + rnd_below(g, size - DATA)] ^= (uint8_t)(1 + rnd_below(g, 255));
                         break;
                 case 1: /* commit_end */
                         memcpy(b + offsetof(struct sgl_seg_header, commit_end), &v, 8);
                         break;
                 case 2: /* a commit header's len */
-                        off = PAGE * (1 + rnd_below(g, end / PAGE));
+                        off = DATA + 64 * rnd_below(g, (end - DATA) / 64 + 1);
                         if (off + HDR <= size)
                                 memcpy(b + off + offsetof(struct sgl_commit_header, len), &v, 8);
                         break;
                 case 3: /* a commit header's nrec */
-                        off = PAGE * (1 + rnd_below(g, end / PAGE));
+                        off = DATA + 64 * rnd_below(g, (end - DATA) / 64 + 1);
                         if (off + HDR <= size)
                                 memcpy(b + off + offsetof(struct sgl_commit_header, nrec), &v32, 4);
                         break;
                 case 4: /* a commit header's magic */
-                        off = PAGE * (1 + rnd_below(g, end / PAGE));
+                        off = DATA + 64 * rnd_below(g, (end - DATA) / 64 + 1);
                         if (off + HDR <= size)
                                 memcpy(b + off, &v32, 4);
                         break;
                 case 5: /* a record's len */
-                        off = PAGE + 64 * rnd_below(g, (end - PAGE) / 64);
+                        off = DATA + 64 * rnd_below(g, (end - DATA) / 64);
                         memcpy(b + off + offsetof(struct sgl_record, len), &v, 8);
                         break;
                 case 6: /* a record's kind, id or version */
-                        off = PAGE + 64 * rnd_below(g, (end - PAGE) / 64);
+                        off = DATA + 64 * rnd_below(g, (end - DATA) / 64);
                         if (rnd_below(g, 2))
                                 v32 = (uint32_t)rnd_below(g, 5);
                         memcpy(b + off + offsetof(struct sgl_record, kind), &v32, 4);
@@ -314,7 +315,7 @@ static void mutate(uint8_t *b, uint64_t size, struct rng *g) {
                         break;
                 default: { /* a run of random bytes */
                         uint64_t len = 1 + rnd_below(g, 256);
-                        off = PAGE + rnd_below(g, size - PAGE);
+                        off = DATA + rnd_below(g, size - DATA);
                         len = MIN(len, size - off);
                         for (uint64_t j = 0; j < len; j++)
                                 b[off + j] = (uint8_t)rnd(g);
@@ -369,8 +370,10 @@ static void check_stable_chunk(const sgl_chunk *c, const struct mapped *segs,
         const struct mapped *s = NULL;
         struct sgl_record rec;
 
+        /* by its record header: an empty payload of the last record of a
+         * full segment points one past the end of the mapping */
         for (size_t i = 0; i < nsegs; i++)
-                if (p >= segs[i].r.start && p < segs[i].r.end)
+                if (p - RECH >= segs[i].r.start && p - RECH < segs[i].r.end)
                         s = &segs[i];
         if (!s)
                 fail_msg("chunk %p (%llu bytes) outside every segment", (void *)p,
@@ -378,7 +381,7 @@ static void check_stable_chunk(const sgl_chunk *c, const struct mapped *segs,
         off = p - s->r.start;
         assert_true(n <= s->size);
         assert_true(n <= s->r.end - p);
-        assert_true(off >= PAGE + HDR + RECH);
+        assert_true(off >= DATA + HDR + RECH);
         assert_int_equal(off % SGL_RECORD_ALIGN, 0);
         assert_true(off + n <= sgl_seg_visible_end(s->image, s->size));
 
@@ -428,12 +431,12 @@ static void hostile_add(struct hostile *h) {
         case 0: { /* random body behind a valid header */
                 struct img m;
                 img_init(&m, image, size, seq);
-                for (uint64_t j = PAGE; j < size; j += 8) {
+                for (uint64_t j = DATA; j < size; j += 8) {
                         uint64_t x = rnd(g);
                         memcpy(image + j, &x, 8);
                 }
                 if (rnd_below(g, 2)) /* plausible commit magics */
-                        for (uint64_t j = PAGE; j < size; j += PAGE)
+                        for (uint64_t j = DATA; j < size; j += PAGE)
                                 memcpy(image + j, &(uint32_t){ SGL_COMMIT_MAGIC }, 4);
                 memcpy(image + offsetof(struct sgl_seg_header, commit_end),
                        &(uint64_t){ rnd_below(g, 2) ? size : edge_value(g, size) }, 8);
@@ -617,7 +620,7 @@ static int child_check_chunk(const sgl_chunk *c, struct range m, uint64_t size,
         uint64_t h = *sum;
 
         TU_CHILD_CHECK(n <= size);
-        TU_CHILD_CHECK(p >= m.start + PAGE + HDR + RECH && p < m.end);
+        TU_CHILD_CHECK(p >= m.start + DATA + HDR + RECH && p - RECH < m.end);
         TU_CHILD_CHECK((p - m.start) % SGL_RECORD_ALIGN == 0);
         TU_CHILD_CHECK(n <= m.end - p);
         TU_CHILD_CHECK(sgl_chunk_id(c) != 0 && sgl_chunk_version(c) != 0);
@@ -826,23 +829,23 @@ static void scribble_one(uint8_t *b, uint64_t size, uint64_t hot, struct rng *g,
         hot = MAX(MIN(hot, size), 2 * PAGE);
         switch (rnd_below(g, 8)) {
         case 0:
-                lo = PAGE, lim = size;
+                lo = DATA, lim = size;
                 break;
         case 1:
-                lo = PAGE, lim = hot;
+                lo = DATA, lim = hot;
                 break;
         default:
-                lo = hot > PAGE + 65536 ? (hot - 65536) & ~(PAGE - 1) : PAGE, lim = hot;
+                lo = hot > DATA + 65536 ? (hot - 65536) & ~(uint64_t)63 : DATA, lim = hot;
                 break;
         }
         switch (rnd_below(g, header_too ? 8 : 7)) {
         case 0:
                 if (rnd_below(g, 2))
-                        v = PAGE + rnd_below(g, lim - PAGE + 1); /* plausible */
+                        v = DATA + rnd_below(g, lim - DATA + 1); /* plausible */
                 off = offsetof(struct sgl_seg_header, commit_end);
                 break;
         case 1:
-                off = lo + PAGE * rnd_below(g, (lim - lo) / PAGE);
+                off = lo + 64 * rnd_below(g, (lim - lo) / 64);
                 if (rnd_below(g, 2)) {
                         off += offsetof(struct sgl_commit_header, len);
                 } else {
@@ -851,7 +854,7 @@ static void scribble_one(uint8_t *b, uint64_t size, uint64_t hot, struct rng *g,
                 }
                 break;
         case 2:
-                off = lo + PAGE * rnd_below(g, (lim - lo) / PAGE);
+                off = lo + 64 * rnd_below(g, (lim - lo) / 64);
                 src = &v32, len = 4; /* magic */
                 break;
         case 3:
@@ -950,7 +953,7 @@ static uint64_t committed_end(sgl_writer *w) {
         sgl_writer_stats st;
 
         assert_int_equal(sgl_writer_get_stats(w, &st), 0);
-        return PAGE + st.bytes_used;
+        return DATA + st.bytes_used;
 }
 
 static void test_scribbled_writer(void **state) {
@@ -985,7 +988,7 @@ static void test_scribbled_writer(void **state) {
         assert_int_equal(sgl_writer_alloc(w, 1, 0, 100, &ptr, NULL), 0);
         tu_fill_pattern(ptr, 100, payload_seed(1, 1));
         assert_int_equal(sgl_writer_commit(w), 0);
-        sc.base = (uint8_t *)ptr - (PAGE + HDR + RECH);
+        sc.base = (uint8_t *)ptr - (DATA + HDR + RECH);
         sc.size = WSEG_SIZE;
         memcpy(&h, sc.base, sizeof(h));
         assert_int_equal(h.magic, SGL_SEG_MAGIC);
@@ -1124,7 +1127,7 @@ static void test_scribbled_handmade(void **state) {
                         build_valid(fresh, HSEG_SIZE, 1, &g, &version);
                         if (rnd_below(&g, 2)) {
                                 memcpy(map, fresh, offsetof(struct sgl_seg_header, commit_end));
-                                memcpy(map + PAGE, fresh + PAGE, HSEG_SIZE - PAGE);
+                                memcpy(map + DATA, fresh + DATA, HSEG_SIZE - DATA);
                                 memcpy(&end, fresh + offsetof(struct sgl_seg_header, commit_end), 8);
                                 __atomic_store_n((uint64_t *)(map + offsetof(struct sgl_seg_header,
                                                                                commit_end)),

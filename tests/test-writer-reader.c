@@ -34,6 +34,9 @@
  * - sgl_reader_wait() across processes: wakes every waiting reader within a
  *   bounded time on a commit, times out when nothing happens;
  * - a late reader (sgl_writer_foreach_segment()) sees every live chunk;
+ * - packing: commits follow each other at 64-byte alignment from offset 64
+ *   (commit_end grows by a commit's bytes), and a segment sealed after one
+ *   small commit is one page;
  * - chunks of 0, 1, 4095, 4096, 4097 bytes and 3 MiB (more than a segment)
  *   round-trip byte-exact;
  * - descriptor hygiene: the writer process and every reader end each test
@@ -47,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sigillo.h"
@@ -461,8 +465,9 @@ static void test_seal_bytes(void **state) {
         struct hub h = {};
         struct put c[5];
         unsigned fds = tu_count_fds();
-        /* every small commit takes one page: sealed at the third */
-        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_BYTES, 3 * PAGE);
+        /* a commit of one 100-byte chunk takes 64 + 64 + 128 bytes (commits
+         * are packed): sealed at the third */
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_BYTES, 3 * 256);
 
         c[0] = commit_one(w, 1, 51, 100);
         check2(rd, NULL, 0, &c[0], 1);
@@ -520,18 +525,18 @@ static void test_seal_when_full(void **state) {
         unsigned fds = tu_count_fds();
         sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_WHEN_FULL, 0);
 
-        /* header page + three commit pages */
-        assert_int_equal(sgl_writer_set_segment_size(w, 4 * PAGE), 0);
+        /* header + three commits of 64 + 64 + 2432 bytes fill two pages */
+        assert_int_equal(sgl_writer_set_segment_size(w, 2 * PAGE), 0);
         for (int i = 0; i < 3; i++) {
-                c[i] = commit_one(w, 1 + i, 71 + i, 200);
+                c[i] = commit_one(w, 1 + i, 71 + i, 2400);
                 check2(rd, NULL, 0, &c[i], 1);
         }
         assert_int_equal(sgl_writer_tick(w), 0);
         check2(rd, NULL, 0, NULL, 0);
         /* the next commit does not fit: staging it seals the full one */
-        assert_int_equal(sgl_writer_alloc(w, 4, 0, 200, &data, &c[3].id), 0);
-        tu_fill_pattern(data, 200, 74);
-        c[3] = (struct put) { .id = 4, .size = 200, .hash = tu_fnv1a64(data, 200) };
+        assert_int_equal(sgl_writer_alloc(w, 4, 0, 2400, &data, &c[3].id), 0);
+        tu_fill_pattern(data, 2400, 74);
+        c[3] = (struct put) { .id = 4, .size = 2400, .hash = tu_fnv1a64(data, 2400) };
         check2(rd, c, 3, NULL, 0);
         assert_int_equal(sgl_writer_commit(w), 0);
         check2(rd, NULL, 0, &c[3], 1);
@@ -1067,15 +1072,15 @@ static void test_moved_batch_leaves_no_bytes(void **state) {
         int old;
 
         assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
-        /* header page + three commit pages */
+        /* four pages */
         assert_int_equal(sgl_writer_set_segment_size(w, 4 * PAGE), 0);
         c[0] = commit_one(w, 1, 0x3001, 200);
-        /* fits in the second page ... */
+        /* fits ... */
         c[1] = put_write(w, 2, 0x3002, sizeof(moved), 0);
         tu_fill_pattern(moved, sizeof(moved), 0x3002);
         assert_int_equal(h.sealed, 0);
         /* ... but this one does not: the batch moves, the old segment seals */
-        c[2] = put_write(w, 3, 0x3003, 8000, 0);
+        c[2] = put_write(w, 3, 0x3003, 16000, 0);
         assert_int_equal(h.sealed, 1);
         assert_int_equal(h.last_sealed, 1);
         expect_drain(&rd[0], &c[0], 1);
@@ -1088,7 +1093,8 @@ static void test_moved_batch_leaves_no_bytes(void **state) {
         assert_int_equal(pread(old, &commit_end, sizeof(commit_end),
                                offsetof(struct sgl_seg_header, commit_end)),
                          sizeof(commit_end));
-        assert_int_equal(commit_end, 2 * PAGE);
+        /* header, then the one commit of c[0]: 64 + 64 + 256 bytes */
+        assert_int_equal(commit_end, 64 + 64 + 64 + 256);
         assert_int_equal(secret_slices_in(old, moved, sizeof(moved)), 0);
         cap_close(&cap);
 
@@ -1104,6 +1110,72 @@ static void test_moved_batch_leaves_no_bytes(void **state) {
         for (int i = 0; i < 3; i++)
                 expect_get(&rd[0], &c[i]);
         teardown(w, rd, 1);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* The segment's size and commit_end as a reader's descriptor shows them. */
+static void seg_geometry(int fd, uint64_t *size, uint64_t *commit_end) {
+        struct stat st;
+
+        assert_int_equal(fstat(fd, &st), 0);
+        *size = (uint64_t)st.st_size;
+        assert_int_equal(pread(fd, commit_end, sizeof(*commit_end),
+                               offsetof(struct sgl_seg_header, commit_end)),
+                         sizeof(*commit_end));
+}
+
+/* Commits are packed at 64 bytes from right after the 64-byte header: a
+ * segment sealed after one small commit is a single page (in place and by
+ * copy), and a segment that takes many commits grows by their bytes, not
+ * by a page each; readers get every chunk either way. */
+static void test_packed_commits(void **state) {
+        const uint64_t one = 64 + 64 + 64; /* commit header, record, payload */
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[7];
+        struct seg_cap cap = {};
+        uint64_t size, end;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = seal_setup(&h, rd, state, SGL_SEAL_EVERY_COMMIT, 0);
+
+        c[0] = commit_one(w, 1, 0x5001, 64);
+        check2(rd, &c[0], 1, &c[0], 1);
+        assert_int_equal(sgl_writer_foreach_segment(w, cap_fn, &cap), 1);
+        seg_geometry(cap_fd(&cap, SGL_SEGMENT_SEALED), &size, &end);
+        assert_int_equal(size, PAGE);
+        assert_int_equal(end, SGL_SEG_DATA + one);
+        cap_close(&cap);
+
+        /* many commits into one open segment */
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_WHEN_FULL, 0), 0);
+        for (int i = 1; i <= 4; i++) {
+                c[i] = commit_one(w, 1 + (uint64_t)i, 0x5001 + (uint64_t)i, 64);
+                check2(rd, NULL, 0, &c[i], 1);
+                assert_int_equal(sgl_writer_foreach_segment(w, cap_fn, &cap), 2);
+                seg_geometry(cap_fd(&cap, SGL_SEGMENT_OPENED), &size, &end);
+                assert_int_equal(end, SGL_SEG_DATA + (uint64_t)i * one);
+                cap_close(&cap);
+        }
+        /* a batch: one commit header for all of it */
+        c[5] = put_write(w, 6, 0x5006, 1, 0);
+        c[6] = put_write(w, 7, 0x5007, 1, 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_int_equal(sgl_writer_foreach_segment(w, cap_fn, &cap), 2);
+        seg_geometry(cap_fd(&cap, SGL_SEGMENT_OPENED), &size, &end);
+        assert_int_equal(end, SGL_SEG_DATA + 4 * one + 64 + 2 * 128);
+        cap_close(&cap);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        check2(rd, &c[1], 6, &c[5], 2);
+        /* sealed by copy, it shrinks to the page its commits need */
+        assert_int_equal(sgl_writer_foreach_segment(w, cap_fn, &cap), 2);
+        seg_geometry(cap_fd(&cap, SGL_SEGMENT_SEALED), &size, &end);
+        assert_int_equal(end, SGL_SEG_DATA + 4 * one + 64 + 2 * 128);
+        if (*(unsigned *)*state & SGL_WRITER_SEAL_BY_COPY)
+                assert_int_equal(size, PAGE);
+        cap_close(&cap);
+        for (int i = 0; i < 7; i++)
+                expect_get(&rd[0], &c[i]);
+        seal_teardown(w, rd, state, 2);
         assert_int_equal(tu_count_fds(), fds);
 }
 
@@ -1164,6 +1236,8 @@ int main(void) {
                 cmocka_unit_test_prestate(test_abort_leaves_no_bytes, (void *)&abort_full),
                 cmocka_unit_test_prestate(test_abort_leaves_no_bytes, (void *)&abort_full_copy),
                 cmocka_unit_test(test_moved_batch_leaves_no_bytes),
+                cmocka_unit_test_prestate(test_packed_commits, &in_place),
+                cmocka_unit_test_prestate(test_packed_commits, &by_copy),
                 cmocka_unit_test(test_seal_usec_overflow),
         };
 

@@ -610,7 +610,7 @@ static int seal_by_copy(struct sgld_registry *reg, struct sgld_area *a, struct s
         if (info.seq != s->seq || info.size != s->size)
                 return -EBADMSG;
         end = sgl_seg_visible_end(&h, s->size);
-        size = MAX(end, 2 * (uint64_t)SGL_PAGE);
+        size = sgl_seg_size_for(end);
 
         /* the copy is never larger than the original, so it fits the
          * quota the original was charged against */
@@ -621,7 +621,7 @@ static int seal_by_copy(struct sgld_registry *reg, struct sgld_area *a, struct s
         h.commit_end = end;
         if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
                 return -EIO;
-        r = copy_range(s->file->fd, fd, SGL_PAGE, end);
+        r = copy_range(s->file->fd, fd, SGL_SEG_DATA, end);
         if (r < 0)
                 return r;
         r = sgl_memfd_seal_write(fd);
