@@ -15,6 +15,13 @@ fail() {
         exit 1
 }
 
+# `sigillo bench` reaches the same program
+SIGILLO=${SIGILLO:-./tools/sigillo}
+"$SIGILLO" bench --help > "$out" 2>&1 || fail "sigillo bench --help failed"
+grep -q '^Usage: sigillo-bench' "$out" || fail "sigillo bench did not run sigillo-bench"
+"$BENCH" --only=no-such-scenario > "$out" 2>&1
+[ $? -eq 2 ] || fail "an unknown scenario is not a usage error"
+
 "$BENCH" --quick > "$out" 2>&1
 rc=$?
 [ "$rc" -eq 0 ] || fail "sigillo-bench --quick exited $rc"

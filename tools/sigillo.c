@@ -288,6 +288,7 @@ static void usage(FILE *f) {
                 "  rm      remove one of your areas from sigillod\n"
                 "  gc      compact one of your persistent areas now\n"
                 "  demo    a writer and two readers exchange sealed chunks (no daemon)\n"
+                "  bench   run the benchmark (sigillo-bench) against the alternatives\n"
                 "\n"
                 "The daemon's socket: --socket ADDR, else $SIGILLO_SOCKET, else\n"
                 "$XDG_RUNTIME_DIR/sigillo/socket, else /run/sigillo/socket.\n"
@@ -326,6 +327,7 @@ int main(int argc, char **argv) {
         } cmds[] = {
                 { "put", cmd_put }, { "get", cmd_get }, { "cat", cmd_cat }, { "ls", cmd_ls },
                 { "stat", cmd_stat }, { "rm", cmd_rm }, { "gc", cmd_gc },
+                { "bench", cmd_bench },
         };
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
                 if (strcmp(argv[optind], cmds[i].name) == 0)

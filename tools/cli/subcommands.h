@@ -17,6 +17,9 @@ int cmd_ls(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 
+/* bench.c: execs sigillo-bench */
+int cmd_bench(int argc, char **argv);
+
 /* an AREA_INFO, for the commands that look before they act */
 struct tool_area_info {
         uint32_t owner_uid;
