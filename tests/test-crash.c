@@ -588,9 +588,179 @@ static void writer_killed(void **state) {
                ks.steps, ks.chunks, f.streamed);
 }
 
+/* ====================================================== readers killed === */
+
+enum { H_OPEN = H_LOCAL + 10, H_HELD, H_CHECK, H_CHECKED };
+
+#define RK_IDS 16
+
+struct rctx {
+        int sock;
+        const char *address;
+        const char *name;
+};
+
+/* A reader process: on H_OPEN opens the area, streams and holds every
+ * chunk (H_HELD: how many); on H_CHECK (a: the generation every id must
+ * reach, b: ids) checks what it holds and waits for the area to get
+ * there (H_CHECKED: a: held chunks intact, b: chunks verified).  The
+ * victims are killed while they hold. */
+static int reader_child(void *userdata) {
+        const struct rctx *ctx = userdata;
+        sgl_chunk *held[4096];
+        uint64_t held_gen[4096];
+        size_t n_held = 0;
+        sgl_reader *r = NULL;
+        struct hmsg m;
+        sgl_chunk *c;
+        int k;
+
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_OPEN, &m, NULL) == 0);
+        TU_CHILD_CHECK(sgl_reader_open(ctx->name, ctx->address, 0, &r) == 0);
+        while ((k = sgl_reader_next(r, &c)) == 0) {
+                TU_CHILD_CHECK(n_held < 4096);
+                held_gen[n_held] = payload_gen(c);
+                TU_CHILD_CHECK(held_gen[n_held] != 0);
+                held[n_held++] = c;
+        }
+        TU_CHILD_CHECK(k == -EAGAIN);
+        TU_CHILD_CHECK(hsend(ctx->sock, H_HELD, n_held, 0, -1) == 0);
+
+        TU_CHILD_CHECK(hrecv(ctx->sock, H_CHECK, &m, NULL) == 0);
+        {
+                int64_t deadline = mono_usec() + 10 * 1000000LL;
+                uint64_t intact = 0, verified = 0;
+                bool there = false;
+
+                for (size_t i = 0; i < n_held; i++)
+                        intact += payload_gen(held[i]) == held_gen[i];
+                while (!there && mono_usec() < deadline) {
+                        struct pollfd p = { .fd = sgl_reader_get_fd(r), .events = POLLIN };
+
+                        TU_CHILD_CHECK(sgl_reader_process(r) >= 0);
+                        while ((k = sgl_reader_next(r, &c)) == 0) {
+                                TU_CHILD_CHECK(payload_gen(c) != 0);
+                                sgl_chunk_unref(c);
+                        }
+                        TU_CHILD_CHECK(k == -EAGAIN);
+                        there = true;
+                        verified = 0;
+                        for (uint64_t id = 1; id <= m.b && there; id++) {
+                                there = sgl_reader_get(r, id, &c) == 0 && payload_gen(c) == m.a;
+                                if (there)
+                                        verified++;
+                                sgl_chunk_unref(there ? c : NULL);
+                        }
+                        if (!there)
+                                (void)poll(&p, 1, 100);
+                }
+                TU_CHILD_CHECK(there);
+                TU_CHILD_CHECK(hsend(ctx->sock, H_CHECKED, intact, verified, -1) == 0);
+        }
+        for (size_t i = 0; i < n_held; i++)
+                sgl_chunk_unref(held[i]);
+        sgl_reader_unref(r);
+        return 0;
+}
+
+static void commit_all(sgl_writer *w, uint64_t gen, uint64_t n) {
+        for (uint64_t id = 1; id <= n; id++) {
+                assert_int_equal(put(w, id, gen, chunk_size(id, gen)), 0);
+                if (id % 4 == 0)
+                        assert_int_equal(sgl_writer_commit(w), 0);
+        }
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_true(sgl_writer_publish_process(w) >= 0);
+}
+
+static void reader_killed(void **state) {
+        enum { N_READERS = 4, N_VICTIMS = 3 };
+        struct rctx ctx[N_READERS];
+        int socks[N_READERS];
+        pid_t pids[N_READERS];
+        struct daemon dm;
+        sgl_writer *w = NULL;
+        sgl_writer_stats st;
+        struct hmsg m;
+        unsigned base, fds;
+        uint64_t held = 0, gen = 1, gc_retired = 0;
+        int k;
+
+        (void)state;
+        dmn_init(&dm);
+        dmn_start(&dm);
+        base = daemon_baseline(&dm);
+        fds = tu_count_fds();
+        /* readers first: none may inherit the writer's mappings */
+        for (int i = 0; i < N_READERS; i++) {
+                ctx[i] = (struct rctx) { .address = dm.sock, .name = "held" };
+                pids[i] = fork_with_socket(reader_child, &ctx[i], &ctx[i].sock, &socks[i]);
+        }
+
+        assert_int_equal(sgl_writer_new("held", 0, &w), 0);
+        assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_BYTES, 4096), 0);
+        assert_int_equal(sgl_writer_set_gc(w, 30, 0, 0), 0);
+        assert_int_equal(sgl_writer_publish(w, "held", dm.sock, 0, 0444, NULL, 0, NULL, 0), 0);
+        commit_all(w, gen, RK_IDS);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        assert_true(sgl_writer_publish_process(w) >= 0);
+
+        /* they all hold every chunk; then the victims die */
+        for (int i = 0; i < N_READERS; i++) {
+                assert_int_equal(hsend(socks[i], H_OPEN, 0, 0, -1), 0);
+                parent_recv(socks[i], H_HELD, &m, NULL, pids, N_READERS);
+                assert_int_equal(m.a, RK_IDS);
+                held += m.a;
+        }
+        for (int i = 0; i < N_VICTIMS; i++) {
+                assert_int_equal(kill(pids[i], SIGKILL), 0);
+                assert_true(WIFSIGNALED(tu_wait_status(pids[i])));
+                pids[i] = 0;
+                close(socks[i]);
+        }
+
+        /* the writer goes on: updates, deletes, compaction */
+        for (int round = 0; round < 6; round++) {
+                gen++;
+                commit_all(w, gen, RK_IDS);
+                assert_int_equal(sgl_writer_delete(w, 1 + (uint64_t)round), 0);
+                assert_int_equal(sgl_writer_commit(w), 0);
+                assert_int_equal(put(w, 1 + (uint64_t)round, gen, chunk_size(1 + (uint64_t)round, gen)), 0);
+                assert_int_equal(sgl_writer_commit(w), 0);
+                k = sgl_writer_gc(w);
+                assert_true(k >= 0);
+                gc_retired += (uint64_t)k;
+        }
+        assert_int_equal(sgl_writer_seal(w), 0);
+        assert_true(gc_retired > 0);
+        assert_true(sgl_writer_publish_process(w) >= 0);
+
+        /* the survivor kept its chunks and reads everything */
+        assert_int_equal(hsend(socks[N_VICTIMS], H_CHECK, gen, RK_IDS, -1), 0);
+        parent_recv(socks[N_VICTIMS], H_CHECKED, &m, NULL, pids, N_READERS);
+        assert_int_equal(m.a, RK_IDS);
+        assert_int_equal(m.b, RK_IDS);
+        wait_children(pids, N_READERS);
+        close(socks[N_VICTIMS]);
+
+        /* the daemon: the writer's connection, the control page and the
+         * live segments, nothing of any reader */
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        daemon_wait_fds(&dm, base + 1 + area_fds(dm.sock, "held"));
+        assert_null(sgl_writer_unref(w));
+        daemon_wait_fds(&dm, base);
+        assert_int_equal(tu_count_fds(), fds);
+        daemon_stop(&dm);
+        printf("reader_killed: %d readers SIGKILLed holding %" PRIu64 " chunks, %" PRIu64
+               " segments retired under them, daemon back to %u descriptors, %u chunks "
+               "held and %u read intact by the survivor\n", N_VICTIMS,
+               held / N_READERS * N_VICTIMS, gc_retired, base, RK_IDS, RK_IDS);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(writer_killed),
+                cmocka_unit_test(reader_killed),
         };
 
         signal(SIGPIPE, SIG_IGN);
