@@ -240,19 +240,19 @@ struct wparams {
 
 /* Takes the area over (or creates it), retrying while the daemon still
  * holds the lease of the writer killed just before. */
-static int claim(const char *address, sgl_writer **ret) {
+static int claim_as(const char *address, const char *name, sgl_writer **ret) {
         int64_t deadline = mono_usec() + 10 * 1000000LL;
         int k;
 
         for (;;) {
                 sgl_writer *w = NULL;
 
-                k = sgl_writer_new("crash", 0, &w);
+                k = sgl_writer_new(name, 0, &w);
                 if (k < 0)
                         return k;
                 (void)sgl_writer_set_segment_size(w, SEG_SIZE);
                 (void)sgl_writer_set_gc(w, 0, 0, 0);
-                k = sgl_writer_publish(w, "crash", address, SGL_PUBLISH_PERSIST, 0444,
+                k = sgl_writer_publish(w, name, address, SGL_PUBLISH_PERSIST, 0444,
                                        NULL, 0, NULL, 0);
                 if (k == 0) {
                         *ret = w;
@@ -322,7 +322,7 @@ static int chain_writer(void *userdata) {
         int k;
 
         close(p->other);
-        k = claim(p->address, &w);
+        k = claim_as(p->address, "crash", &w);
         TU_CHILD_CHECK(hsend(p->sock, H_CLAIMED, (uint64_t)(int64_t)k, 0, -1) == 0);
         TU_CHILD_CHECK(k == 0);
         tp_mark(); /* the test checks what the killed writer left */
@@ -757,10 +757,416 @@ static void reader_killed(void **state) {
                held / N_READERS * N_VICTIMS, gc_retired, base, RK_IDS, RK_IDS);
 }
 
+/* ======================================================= daemon killed === */
+
+#define STORE_MAX 512
+#define DK_IDS 16
+
+/* The service manager's fd store: a thread takes $NOTIFY_SOCKET's
+ * datagrams as they come (FDSTORE=1 / FDSTOREREMOVE=1 with FDNAME=). */
+struct store {
+        int sock;
+        char path[256];
+        char names[STORE_MAX][80];
+        int fds[STORE_MAX];
+        size_t n;
+        unsigned ready, errors;
+        bool stop;
+        pthread_t thread;
+        pthread_mutex_t lock;
+};
+
+static void store_take(struct store *st) {
+        for (;;) {
+                char buf[4096], name[80] = "", *line, *save = NULL;
+                int fds[SGL_FDPASS_MAX];
+                size_t nfds = 0;
+                bool put_fd = false, remove = false;
+                ssize_t n = sgl_fdpass_recv(st->sock, buf, sizeof(buf) - 1, fds, SGL_FDPASS_MAX, &nfds);
+
+                if (n == -EAGAIN)
+                        return;
+                if (n <= 0) {
+                        st->errors++;
+                        return;
+                }
+                buf[n] = '\0';
+                for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                        if (strcmp(line, "READY=1") == 0)
+                                st->ready++;
+                        else if (strcmp(line, "FDSTORE=1") == 0)
+                                put_fd = true;
+                        else if (strcmp(line, "FDSTOREREMOVE=1") == 0)
+                                remove = true;
+                        else if (strncmp(line, "FDNAME=", 7) == 0 && strlen(line + 7) < sizeof(name))
+                                strcpy(name, line + 7);
+                }
+                if (remove || put_fd)
+                        for (size_t i = 0; i < st->n;) {
+                                if (strcmp(st->names[i], name) != 0) {
+                                        i++;
+                                        continue;
+                                }
+                                close(st->fds[i]);
+                                st->n--;
+                                memcpy(st->names[i], st->names[st->n], sizeof(st->names[i]));
+                                st->fds[i] = st->fds[st->n];
+                        }
+                if (put_fd && nfds == 1 && name[0] && st->n < STORE_MAX) {
+                        strcpy(st->names[st->n], name);
+                        st->fds[st->n++] = fds[0];
+                } else {
+                        if (put_fd)
+                                st->errors++;
+                        for (size_t i = 0; i < nfds; i++)
+                                close(fds[i]);
+                }
+        }
+}
+
+static void *store_thread(void *userdata) {
+        struct store *st = userdata;
+
+        for (;;) {
+                struct pollfd p = { .fd = st->sock, .events = POLLIN };
+                bool stop;
+
+                (void)poll(&p, 1, 20);
+                pthread_mutex_lock(&st->lock);
+                store_take(st);
+                stop = st->stop;
+                pthread_mutex_unlock(&st->lock);
+                if (stop)
+                        return NULL;
+        }
+}
+
+static void store_open(struct store *st, const struct daemon *dm) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        memset(st, 0, sizeof(*st));
+        snprintf(st->path, sizeof(st->path), "%s/notify", dm->dir);
+        st->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(st->sock >= 0);
+        strcpy(sa.sun_path, st->path);
+        assert_int_equal(bind(st->sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(pthread_mutex_init(&st->lock, NULL), 0);
+        assert_int_equal(pthread_create(&st->thread, NULL, store_thread, st), 0);
+}
+
+static void store_wait_ready(struct store *st, unsigned n) {
+        int64_t deadline = mono_usec() + 10 * 1000000LL;
+
+        for (;;) {
+                bool ok;
+
+                pthread_mutex_lock(&st->lock);
+                ok = st->ready >= n;
+                pthread_mutex_unlock(&st->lock);
+                if (ok)
+                        return;
+                assert_true(mono_usec() < deadline);
+                usleep(5000);
+        }
+}
+
+static void store_close(struct store *st) {
+        pthread_mutex_lock(&st->lock);
+        st->stop = true;
+        pthread_mutex_unlock(&st->lock);
+        pthread_join(st->thread, NULL);
+        assert_int_equal(st->errors, 0);
+        for (size_t i = 0; i < st->n; i++)
+                close(st->fds[i]);
+        close(st->sock);
+}
+
+/* Which id generation @gen writes, and the generation of @id once the
+ * writer committed 1 ... @last. */
+static uint64_t dk_id(uint64_t gen) {
+        return 1 + gen % DK_IDS;
+}
+
+static uint64_t dk_gen(uint64_t id, uint64_t last) {
+        for (uint64_t g = last; g >= 1; g--)
+                if (dk_id(g) == id)
+                        return g;
+        return 0;
+}
+
+enum { H_PAUSE = H_LOCAL + 20, H_PAUSED, H_RESUME, H_QUIT, H_QUITTED, H_LOST, H_RECONNECT };
+
+/* Commits one chunk after another, publishing to the daemon, until
+ * H_QUIT; pauses on H_PAUSE (H_PAUSED: a = last generation committed). */
+static int load_writer(void *userdata) {
+        const struct rctx *ctx = userdata;
+        sgl_writer *w = NULL;
+        uint64_t gen = 0;
+
+        TU_CHILD_CHECK(sgl_writer_new("load", 0, &w) == 0);
+        TU_CHILD_CHECK(sgl_writer_set_seal_policy(w, SGL_SEAL_BYTES, 4096) == 0);
+        TU_CHILD_CHECK(sgl_writer_publish(w, ctx->name, ctx->address, SGL_PUBLISH_PERSIST, 0444,
+                                          NULL, 0, NULL, 0) == 0);
+        TU_CHILD_CHECK(fcntl(ctx->sock, F_SETFL, O_NONBLOCK) == 0);
+        for (;;) {
+                struct hmsg m;
+                int k = hrecv(ctx->sock, 0, &m, NULL);
+
+                if (k == 0 && m.type == H_PAUSE) {
+                        TU_CHILD_CHECK(hsend(ctx->sock, H_PAUSED, gen, 0, -1) == 0);
+                        do
+                                k = hrecv(ctx->sock, 0, &m, NULL);
+                        while (k == -EAGAIN && (usleep(1000), true));
+                }
+                if (k == 0 && m.type == H_QUIT) {
+                        TU_CHILD_CHECK(hsend(ctx->sock, H_QUITTED, gen, 0, -1) == 0);
+                        sgl_writer_unref(w);
+                        return 0;
+                }
+                TU_CHILD_CHECK(k == -EAGAIN || (k == 0 && m.type == H_RESUME));
+                gen++;
+                TU_CHILD_CHECK(put(w, dk_id(gen), gen, chunk_size(dk_id(gen), gen)) == 0);
+                TU_CHILD_CHECK(sgl_writer_commit(w) == 0);
+                /* the daemon may be gone: publishing ends, committing goes on */
+                (void)sgl_writer_publish_process(w);
+                usleep(500);
+        }
+}
+
+/* Reads the area until H_QUIT (a: the generation every id must reach at
+ * last); when the daemon goes, says H_LOST and reconnects on H_RECONNECT.
+ * H_QUITTED: a = chunks verified, b = reconnections. */
+static int load_reader(void *userdata) {
+        const struct rctx *ctx = userdata;
+        sgl_reader *r = NULL;
+        uint64_t verified = 0, reconnects = 0, final = 0;
+        int64_t deadline = 0;
+        struct hmsg m;
+        int k;
+
+        TU_CHILD_CHECK(fcntl(ctx->sock, F_SETFL, O_NONBLOCK) == 0);
+        for (;;) {
+                struct pollfd p[2] = { { .fd = ctx->sock, .events = POLLIN } };
+                sgl_chunk *c;
+                bool lost = false;
+
+                if (!r) {
+                        TU_CHILD_CHECK(sgl_reader_open(ctx->name, ctx->address, 0, &r) == 0);
+                }
+                k = sgl_reader_process(r);
+                lost = k < 0;
+                while ((k = sgl_reader_next(r, &c)) == 0) {
+                        TU_CHILD_CHECK(payload_gen(c) != 0);
+                        verified++;
+                        sgl_chunk_unref(c);
+                }
+                TU_CHILD_CHECK(k == -EAGAIN);
+                if (final) {
+                        bool there = true;
+
+                        for (uint64_t id = 1; id <= DK_IDS && there; id++) {
+                                there = sgl_reader_get(r, id, &c) == 0 && payload_gen(c) == final;
+                                sgl_chunk_unref(there ? c : NULL);
+                        }
+                        if (there) {
+                                TU_CHILD_CHECK(hsend(ctx->sock, H_QUITTED, verified, reconnects, -1) == 0);
+                                sgl_reader_unref(r);
+                                return 0;
+                        }
+                        TU_CHILD_CHECK(mono_usec() < deadline);
+                }
+                if (lost) {
+                        /* the daemon is gone: what we hold stays, the
+                         * connection does not */
+                        r = sgl_reader_unref(r);
+                        TU_CHILD_CHECK(hsend(ctx->sock, H_LOST, verified, 0, -1) == 0);
+                        do
+                                k = hrecv(ctx->sock, H_RECONNECT, &m, NULL);
+                        while (k == -EAGAIN && (usleep(1000), true));
+                        TU_CHILD_CHECK(k == 0);
+                        reconnects++;
+                        continue;
+                }
+                p[1] = (struct pollfd) { .fd = sgl_reader_get_fd(r), .events = POLLIN };
+                (void)poll(p, 2, 50);
+                k = hrecv(ctx->sock, 0, &m, NULL);
+                if (k == 0) {
+                        TU_CHILD_CHECK(m.type == H_QUIT);
+                        final = m.a;
+                        deadline = mono_usec() + 10 * 1000000LL;
+                } else {
+                        TU_CHILD_CHECK(k == -EAGAIN);
+                }
+        }
+}
+
+/* The daemon's descriptors, once the same count was seen twice 50 ms apart. */
+static unsigned settled_fds(const struct daemon *dm) {
+        unsigned a = daemon_fds(dm), b;
+
+        for (;;) {
+                usleep(50000);
+                b = daemon_fds(dm);
+                if (a == b)
+                        return b;
+                a = b;
+        }
+}
+
+static void daemon_killed(void **state) {
+        enum { N_READERS = 2 };
+        struct rctx wctx, rctx[N_READERS];
+        int wsock, rsock[N_READERS];
+        pid_t pids[1 + N_READERS];
+        struct daemon dm;
+        struct store sm;
+        sgl_reader *probe = NULL;
+        sgl_writer *w = NULL;
+        struct hmsg m;
+        uint64_t checkpoint, last, final, verified = 0, chunks = 0;
+        unsigned fds, nonarea;
+        int fds_listen[STORE_MAX];
+        char *names[STORE_MAX];
+        size_t n = 0;
+        int64_t deadline;
+        bool there = false;
+
+        (void)state;
+        fds = tu_count_fds();
+        dmn_init(&dm);
+        store_open(&sm, &dm);
+        dm.notify = sm.path;
+        dmn_start(&dm);
+        store_wait_ready(&sm, 1);
+
+        wctx = (struct rctx) { .address = dm.sock, .name = "load" };
+        pids[0] = fork_with_socket(load_writer, &wctx, &wctx.sock, &wsock);
+        /* readers once the area exists */
+        deadline = mono_usec() + 10 * 1000000LL;
+        while (sgl_reader_open("load", dm.sock, 0, &probe) < 0) {
+                assert_true(mono_usec() < deadline);
+                usleep(10000);
+        }
+        probe = sgl_reader_unref(probe);
+        for (int i = 0; i < N_READERS; i++) {
+                rctx[i] = (struct rctx) { .address = dm.sock, .name = "load" };
+                pids[1 + i] = fork_with_socket(load_reader, &rctx[i], &rctx[i].sock, &rsock[i]);
+        }
+        usleep(300000); /* load */
+
+        /* a checkpoint: the daemon serves everything up to it */
+        assert_int_equal(hsend(wsock, H_PAUSE, 0, 0, -1), 0);
+        parent_recv(wsock, H_PAUSED, &m, NULL, pids, 1 + N_READERS);
+        checkpoint = m.a;
+        assert_true(checkpoint > DK_IDS);
+        assert_int_equal(sgl_reader_open("load", dm.sock, SGL_READER_TRUSTED, &probe), 0);
+        deadline = mono_usec() + 10 * 1000000LL;
+        while (!there) {
+                struct pollfd p = { .fd = sgl_reader_get_fd(probe), .events = POLLIN };
+
+                assert_true(sgl_reader_process(probe) >= 0);
+                there = true;
+                for (uint64_t id = 1; id <= DK_IDS && there; id++) {
+                        sgl_chunk *c = NULL;
+
+                        there = sgl_reader_get(probe, id, &c) == 0 &&
+                                payload_gen(c) == dk_gen(id, checkpoint);
+                        sgl_chunk_unref(c);
+                }
+                if (!there) {
+                        assert_true(mono_usec() < deadline);
+                        (void)poll(&p, 1, 50);
+                }
+        }
+        probe = sgl_reader_unref(probe);
+        assert_int_equal(hsend(wsock, H_RESUME, 0, 0, -1), 0);
+        usleep(100000); /* load */
+
+        /* SIGKILL under load; everyone notices */
+        assert_int_equal(kill(dm.pid, SIGKILL), 0);
+        assert_true(WIFSIGNALED(tu_wait_status(dm.pid)));
+        for (int i = 0; i < N_READERS; i++)
+                parent_recv(rsock[i], H_LOST, &m, NULL, pids, 1 + N_READERS);
+        assert_int_equal(hsend(wsock, H_QUIT, 0, 0, -1), 0);
+        parent_recv(wsock, H_QUITTED, &m, NULL, pids, 1 + N_READERS);
+        last = m.a;
+        assert_true(last > checkpoint);
+
+        /* the service manager starts it again with what it stored */
+        pthread_mutex_lock(&sm.lock);
+        assert_true(sm.n > 0);
+        for (size_t i = 0; i < sm.n; i++) {
+                fds_listen[n] = fcntl(sm.fds[i], F_DUPFD_CLOEXEC, 3);
+                assert_true(fds_listen[n] >= 0);
+                names[n++] = strdup(sm.names[i]);
+        }
+        pthread_mutex_unlock(&sm.lock);
+        dm.listen_fds = fds_listen;
+        dm.listen_names = names;
+        dm.n_listen = n;
+        dmn_start(&dm);
+        for (size_t i = 0; i < n; i++) {
+                close(fds_listen[i]);
+                free(names[i]);
+        }
+        dm.n_listen = 0;
+        store_wait_ready(&sm, 2);
+
+        /* every chunk up to the checkpoint, intact, and nothing newer than
+         * the writer wrote */
+        assert_int_equal(sgl_reader_open("load", dm.sock, 0, &probe), 0);
+        for (uint64_t id = 1; id <= DK_IDS; id++) {
+                sgl_chunk *c = NULL;
+                uint64_t gen;
+
+                assert_int_equal(sgl_reader_get(probe, id, &c), 0);
+                gen = payload_gen(c);
+                assert_true(gen >= dk_gen(id, checkpoint));
+                assert_true(gen <= last && dk_id(gen) == id);
+                sgl_chunk_unref(c);
+                chunks++;
+        }
+        probe = sgl_reader_unref(probe);
+        nonarea = settled_fds(&dm) - area_fds(dm.sock, "load");
+
+        /* readers come back; a new writer takes over and goes on */
+        for (int i = 0; i < N_READERS; i++)
+                assert_int_equal(hsend(rsock[i], H_RECONNECT, 0, 0, -1), 0);
+        final = last + 1000;
+        assert_int_equal(claim_as(dm.sock, "load", &w), 0);
+        for (uint64_t id = 1; id <= DK_IDS; id++)
+                assert_int_equal(put(w, id, final, chunk_size(id, final)), 0);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        assert_int_equal(sgl_writer_seal(w), 0);
+        assert_true(sgl_writer_publish_process(w) >= 0);
+        for (int i = 0; i < N_READERS; i++) {
+                assert_int_equal(hsend(rsock[i], H_QUIT, final, 0, -1), 0);
+                parent_recv(rsock[i], H_QUITTED, &m, NULL, pids, 1 + N_READERS);
+                assert_int_equal(m.b, 1);
+                verified += m.a;
+        }
+        wait_children(pids, 1 + N_READERS);
+        close(wsock);
+        for (int i = 0; i < N_READERS; i++)
+                close(rsock[i]);
+        sgl_writer_unref(w);
+
+        /* the restarted daemon holds the area, nothing more */
+        daemon_wait_fds(&dm, nonarea + area_fds(dm.sock, "load"));
+        daemon_stop(&dm);
+        store_close(&sm);
+        assert_int_equal(tu_count_fds(), fds);
+        printf("daemon_killed: 1 daemon SIGKILLed under load after %" PRIu64 " commits "
+               "(checkpoint %" PRIu64 "), restarted from %zu stored descriptors; %" PRIu64
+               " chunks verified after the restart, %" PRIu64 " streamed by %d readers that "
+               "reconnected\n", last, checkpoint, n, chunks, verified, N_READERS);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(writer_killed),
                 cmocka_unit_test(reader_killed),
+                cmocka_unit_test(daemon_killed),
         };
 
         signal(SIGPIPE, SIG_IGN);
