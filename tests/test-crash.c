@@ -76,6 +76,19 @@
 #define BIG 7000
 #define HDR 16
 
+/* random kills per operation; fewer under a sanitizer, where every step
+ * costs several */
+#if defined(__SANITIZE_ADDRESS__)
+#define N_RANDOM 6
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define N_RANDOM 6
+#endif
+#endif
+#ifndef N_RANDOM
+#define N_RANDOM 12
+#endif
+
 enum { H_CLAIMED = H_LOCAL, H_OPDONE, H_PROGRESS };
 
 /* ============================================================ payloads === */
@@ -535,7 +548,7 @@ static uint64_t one_writer(const struct daemon *dm, struct follower *f, int op, 
 static void writer_killed(void **state) {
         const char *env_seed = getenv("CRASH_SEED"), *env_random = getenv("CRASH_RANDOM");
         uint64_t seed = env_seed ? strtoull(env_seed, NULL, 0) : (uint64_t)time(NULL);
-        unsigned n_random = env_random ? (unsigned)atoi(env_random) : 12;
+        unsigned n_random = env_random ? (unsigned)atoi(env_random) : N_RANDOM;
         struct kill_stats ks = { 0 };
         struct state before = { { 0 } }, after = { { 0 } };
         struct follower f = { 0 };
