@@ -350,8 +350,10 @@ int sgl_writer_adopt(sgl_writer *w, const uint8_t area_id[SGL_AREA_ID_LEN],
 
         /* nothing fails from here on: the log becomes the writer's */
         for (size_t i = 0; i < n; i++)
-                if (c[i].s)
+                if (c[i].s) {
+                        sgl_gc_track(w, c[i].s, true); /* sealed, live 0 so far */
                         w->segs[w->nsegs++] = TAKE_PTR(c[i].s);
+                }
         for (size_t i = 0; i < w->nsegs; i++) {
                 struct sgl_wseg *s = w->segs[i];
                 struct sgl_rec_iter it;

@@ -18,11 +18,16 @@
  * - Compaction reads only the writer's own read-only mirror of sealed
  *   segments and never waits for a reader: readers keep their mappings of
  *   retired segments until they release them.
+ * - w->sealed_used / w->sealed_live follow every change of a sealed
+ *   segment's used or live bytes and every segment that seals or leaves
+ *   (sgl_gc_track()), so deciding whether to compact costs O(1) per
+ *   commit; choosing victims sorts the sealed segments once (O(n log n)).
  * - Segments are retired only once the commit holding their relocated
  *   copies is sealed (under group sealing compaction seals the open
  *   segment): a STRICT reader joining in between would otherwise miss
  *   sealed chunks, or see an older version that a relocated tombstone hides.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -32,6 +37,26 @@
  * copying the whole area at once. */
 #define GC_MAX_RELOCATE (8ULL * 1024 * 1024)
 
+/* Adds (@add) or removes a sealed segment's bytes to the running totals. */
+void sgl_gc_track(sgl_writer *w, const struct sgl_wseg *s, bool add) {
+        uint64_t used = s->used - SGL_SEG_DATA;
+
+        if (add) {
+                w->sealed_used += used;
+                w->sealed_live += s->live;
+        } else {
+                w->sealed_used -= MIN(w->sealed_used, used);
+                w->sealed_live -= MIN(w->sealed_live, s->live);
+        }
+}
+
+static void live_sub(sgl_writer *w, struct sgl_wseg *s, uint64_t n) {
+        n = MIN(s->live, n);
+        s->live -= n;
+        if (s->sealed)
+                w->sealed_live -= MIN(w->sealed_live, n);
+}
+
 static void unaccount_current(sgl_writer *w, struct sgl_entry *e) {
         struct sgl_wseg *s;
 
@@ -39,7 +64,7 @@ static void unaccount_current(sgl_writer *w, struct sgl_entry *e) {
                 return;
         s = sgl_writer_find_seg(w, e->seq);
         if (s)
-                s->live -= MIN(s->live, sgl_record_span(e->len));
+                live_sub(w, s, sgl_record_span(e->len));
 }
 
 /* Updates the index and live bytes for one record just committed in @seq. */
@@ -66,8 +91,11 @@ void sgl_gc_account(sgl_writer *w, const struct sgl_pending *p, uint64_t seq) {
         e->nrec++;
         if (p->kind == SGL_REC_DATA) {
                 s = sgl_writer_find_seg(w, seq);
-                if (s)
+                if (s) {
                         s->live += sgl_record_span(p->len);
+                        if (s->sealed)
+                                w->sealed_live += sgl_record_span(p->len);
+                }
                 if (p->expire_ns &&
                     (w->next_expiry_ns == 0 || p->expire_ns < w->next_expiry_ns))
                         w->next_expiry_ns = p->expire_ns;
@@ -98,58 +126,54 @@ static uint64_t seg_garbage(const struct sgl_wseg *s) {
         return used > s->live ? used - s->live : 0;
 }
 
-/* Picks sealed segments to compact, worst garbage ratio first, into @v.
- * Returns how many. */
-static size_t pick_victims(sgl_writer *w, bool force, struct sgl_wseg **v) {
-        uint64_t used = 0, garbage = 0, moved = 0;
-        size_t n = 0, nsealed = 0;
-        bool by_count;
+/* Orders sealed segments worst garbage ratio first (garbage/used compared
+ * without dividing: 128-bit products, segments reach 1 TiB). */
+static int cmp_ratio(const void *a, const void *b) {
+        const struct sgl_wseg *x = *(struct sgl_wseg *const *)a;
+        const struct sgl_wseg *y = *(struct sgl_wseg *const *)b;
+        unsigned __int128 gx = (unsigned __int128)seg_garbage(x) * (y->used - SGL_SEG_DATA);
+        unsigned __int128 gy = (unsigned __int128)seg_garbage(y) * (x->used - SGL_SEG_DATA);
 
-        for (size_t i = 0; i < w->nsegs; i++) {
-                if (!w->segs[i]->sealed)
-                        continue;
-                used += w->segs[i]->used - SGL_SEG_DATA;
-                garbage += seg_garbage(w->segs[i]);
-                nsealed++;
-        }
+        if (gx != gy)
+                return gx > gy ? -1 : 1;
+        return x->seq < y->seq ? -1 : x->seq > y->seq; /* stable: oldest first */
+}
+
+/* Whether compaction is due: O(1), from the running totals. */
+static bool gc_due(sgl_writer *w, bool force, bool *by_count) {
+        uint64_t used = w->sealed_used;
+        uint64_t garbage = used > w->sealed_live ? used - w->sealed_live : 0;
+
+        *by_count = w->gc_max_segments && w->nsegs > w->gc_max_segments;
         if (w->gc_disabled)
-                return 0;
-        by_count = w->gc_max_segments && w->nsegs > w->gc_max_segments;
-        if (!force && !by_count &&
-            (w->gc_percent == 0 || garbage < w->gc_min_bytes ||
-             garbage * 100 < used * w->gc_percent))
-                return 0;
+                return false;
+        return force || *by_count ||
+               (w->gc_percent != 0 && garbage >= w->gc_min_bytes &&
+                garbage * 100 >= used * w->gc_percent);
+}
 
-        /* selection by ratio: repeatedly take the worst remaining segment
-         * (nsegs is bounded by max_segments, so quadratic is fine) */
+/* Picks sealed segments to compact, worst garbage ratio first, into @v
+ * (room for w->nsegs).  Returns how many. */
+static size_t pick_victims(sgl_writer *w, bool force, bool by_count, struct sgl_wseg **v) {
+        uint64_t moved = 0;
+        size_t n = 0, nsealed = 0;
+
+        for (size_t i = 0; i < w->nsegs; i++)
+                if (w->segs[i]->sealed)
+                        v[nsealed++] = w->segs[i];
+        qsort(v, nsealed, sizeof(*v), cmp_ratio);
+
         while (n < nsealed && moved < GC_MAX_RELOCATE) {
-                struct sgl_wseg *best = NULL;
-                for (size_t i = 0; i < w->nsegs; i++) {
-                        struct sgl_wseg *s = w->segs[i];
-                        bool taken = false;
-                        if (!s->sealed)
-                                continue;
-                        for (size_t j = 0; j < n && !taken; j++)
-                                taken = v[j] == s;
-                        if (taken)
-                                continue;
-                        /* compare garbage/used ratios without dividing
-                         * (128-bit products: segments reach 1 TiB) */
-                        if (!best ||
-                            (unsigned __int128)seg_garbage(s) * (best->used - SGL_SEG_DATA) >
-                            (unsigned __int128)seg_garbage(best) * (s->used - SGL_SEG_DATA))
-                                best = s;
-                }
-                if (!best)
-                        break;
+                struct sgl_wseg *best = v[n];
+
                 /* only worthwhile victims, unless forced or over the count */
                 if (!force && !by_count && seg_garbage(best) * 2 < best->used - SGL_SEG_DATA)
                         break;
                 if (by_count && !force && w->nsegs - n <= w->gc_max_segments / 2 &&
                     seg_garbage(best) * 2 < best->used - SGL_SEG_DATA)
                         break;
-                v[n++] = best;
                 moved += best->live;
+                n++;
         }
         return n;
 }
@@ -249,16 +273,19 @@ static void apply_forgets(sgl_writer *w, bool commit) {
 int sgl_gc_run(sgl_writer *w, bool force) {
         struct sgl_wseg **v;
         uint64_t now = sgl_now_ns(), *seqs;
+        bool by_count;
         size_t n;
         int r;
 
         if (w->npend > 0)
                 return -EBUSY;
         sgl_gc_sweep_expired(w, now);
+        if (!gc_due(w, force, &by_count))
+                return 0;
         v = calloc(w->nsegs + 1, sizeof(*v));
         if (!v)
                 return -ENOMEM;
-        n = pick_victims(w, force, v);
+        n = pick_victims(w, force, by_count, v);
         if (n == 0) {
                 free(v);
                 return 0;

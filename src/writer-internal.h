@@ -20,6 +20,10 @@
  * - index holds, for every id with a record in a live segment, its newest
  *   record; live bytes of a segment are the spans of the current,
  *   unexpired data records in it.
+ * - sealed_used and sealed_live are the sums of (used - SGL_SEG_DATA) and
+ *   live over the sealed segments in segs[] (gc.c keeps them as segments
+ *   seal, leave and change), so the compaction threshold is O(1) per
+ *   commit.
  */
 #ifndef SGL_WRITER_INTERNAL_H
 #define SGL_WRITER_INTERNAL_H
@@ -95,6 +99,8 @@ struct sgl_writer {
         bool have_orphans;       /* a segment other than open is unsealed */
         bool gc_disabled;        /* the index missed an id: never compact */
         size_t nforget;          /* entries marked SGL_ENTRY_FORGET */
+        uint64_t sealed_used;    /* see the invariants above */
+        uint64_t sealed_live;
 
         struct sgl_publish *publish; /* publish.c: the daemon connection */
 };
@@ -113,6 +119,7 @@ void sgl_publish_free(sgl_writer *w);
 
 /* gc.c */
 void sgl_gc_account(sgl_writer *w, const struct sgl_pending *p, uint64_t seq);
+void sgl_gc_track(sgl_writer *w, const struct sgl_wseg *s, bool add);
 void sgl_gc_sweep_expired(sgl_writer *w, uint64_t now);
 int sgl_gc_maybe(sgl_writer *w);
 int sgl_gc_run(sgl_writer *w, bool force);

@@ -341,6 +341,8 @@ void sgl_writer_drop_seg(sgl_writer *w, struct sgl_wseg *s) {
         }
         if (w->open == s)
                 w->open = NULL;
+        if (s->sealed)
+                sgl_gc_track(w, s, false);
         seg_free(s);
 }
 
@@ -510,6 +512,7 @@ static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
                 w->stats.seals++;
         }
         s->sealed = true;
+        sgl_gc_track(w, s, true);
         if (w->open == s)
                 w->open = NULL;
         announce(w, s, SGL_SEGMENT_SEALED);
