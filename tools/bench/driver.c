@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,6 +135,8 @@ static pid_t spawn(struct board *b, unsigned idx,
         if (pid != 0)
                 return pid;
         alarm(CHILD_ALARM_S);
+        /* so that perf report --sort comm tells the roles apart */
+        prctl(PR_SET_NAME, idx == 0 ? "bench-writer" : "bench-reader");
         mem_self(&mem_base);
         _exit(fn(b, idx, ctx) < 0 ? 1 : 0);
 }

@@ -85,6 +85,7 @@ static struct {
         bool quick;
         unsigned reps;
         const char *only;
+        const char *transports;
         size_t sizes[MAX_SIZES + 1];
         bool tsv;
 } opt = { .reps = 5 };
@@ -211,21 +212,17 @@ static void print_row(const struct scenario *s, unsigned si, unsigned a) {
 
 /* ------------------------------------------------------------ running */
 
-static bool selected(const struct scenario *s) {
-        const char *p = opt.only;
-        size_t n = strlen(s->name);
+static bool in_list(const char *list, const char *name) {
+        size_t n = strlen(name);
 
-        if (!p)
-                return true;
-        while (*p) {
-                if (strncmp(p, s->name, n) == 0 && (p[n] == ',' || p[n] == 0))
+        for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == 0))
                         return true;
-                p = strchr(p, ',');
-                if (!p)
-                        break;
-                p++;
-        }
         return false;
+}
+
+static bool selected(const struct scenario *s) {
+        return !opt.only || in_list(opt.only, s->name);
 }
 
 static bool size_selected(size_t size) {
@@ -275,6 +272,8 @@ static int run_scenario(const struct scenario *s) {
                                 };
                                 struct result res;
 
+                                if (opt.transports && !in_list(opt.transports, s->alts[a]->name))
+                                        continue;
                                 c->ran = true;
                                 c->readers = r.readers;
                                 c->settings = s->alts[a]->settings ?
@@ -311,7 +310,8 @@ static int run_scenario(const struct scenario *s) {
                         }
                 }
                 for (unsigned a = 0; a < MAX_ALTS && s->alts[a]; a++)
-                        print_row(s, si, a);
+                        if (cells[sc][si][a].ran)
+                                print_row(s, si, a);
                 fflush(stdout);
         }
         return ret;
@@ -345,6 +345,10 @@ static void goal(const char *what, const char *scen, size_t size, const char *nu
         char label[96];
         double ratio;
 
+        if (opt.only && !in_list(opt.only, scen))
+                return;
+        if (opt.sizes[0] && !size_selected(size))
+                return;
         snprintf(label, sizeof(label), "%s %s", what, size_str(size));
         if (!a || !b) {
                 printf("%-44s %-34s %8s  %s\n", label, "", "-", "n/a (not run or skipped)");
@@ -418,6 +422,9 @@ static void usage(FILE *f) {
                 "                    fanout-strict commit-readers\n"
                 "  --sizes=N[,N...]  only these sizes of the scenarios' sizes (64,4K,1M...)\n"
                 "  --reps=N          repetitions per measurement (default 5)\n"
+                "  --transports=T[,T...]  only these transports (for profiling):\n"
+                "                    sigillo-trusted sigillo-strict ring-busy ring-futex\n"
+                "                    sealed-memfd iceoryx unix-stream unix-seqpacket pipe\n"
                 "  -h, --help        this text\n");
 }
 
@@ -427,6 +434,7 @@ int main(int argc, char **argv) {
                 { "only", required_argument, NULL, 'o' },
                 { "sizes", required_argument, NULL, 's' },
                 { "reps", required_argument, NULL, 'r' },
+                { "transports", required_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -455,6 +463,9 @@ int main(int argc, char **argv) {
                         free(dup);
                         break;
                 }
+                case 't':
+                        opt.transports = optarg;
+                        break;
                 case 'r':
                         opt.reps = (unsigned)strtoul(optarg, &end, 10);
                         if (*end || opt.reps < 1 || opt.reps > MAX_REPS) {
@@ -477,24 +488,18 @@ int main(int argc, char **argv) {
         }
         for (unsigned i = 0; i < N_SCENARIOS; i++)
                 for (unsigned a = 0; a < MAX_ALTS && scenarios[i].alts[a]; a++)
-                        if (selected(&scenarios[i]) && (scenarios[i].alts[a]->flags & ALT_ICEORYX))
+                        if (selected(&scenarios[i]) && (scenarios[i].alts[a]->flags & ALT_ICEORYX) &&
+                            (!opt.transports || in_list(opt.transports, "iceoryx")))
                                 want_iox = true;
         if (opt.only) {
-                const char *p = opt.only;
-                while (p && *p) {
-                        bool known = false;
-                        for (unsigned i = 0; i < N_SCENARIOS; i++) {
-                                size_t n = strlen(scenarios[i].name);
-                                if (strncmp(p, scenarios[i].name, n) == 0 && (p[n] == ',' || !p[n]))
-                                        known = true;
-                        }
-                        if (!known) {
-                                fprintf(stderr, "sigillo-bench: unknown scenario in --only '%s'\n", opt.only);
-                                return 2;
-                        }
-                        p = strchr(p, ',');
-                        if (p)
-                                p++;
+                unsigned known = 0, given = 1;
+                for (const char *p = opt.only; *p; p++)
+                        given += *p == ',';
+                for (unsigned i = 0; i < N_SCENARIOS; i++)
+                        known += selected(&scenarios[i]);
+                if (known != given) {
+                        fprintf(stderr, "sigillo-bench: unknown scenario in --only '%s'\n", opt.only);
+                        return 2;
                 }
         }
         if (opt.quick && !reps_given)
