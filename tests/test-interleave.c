@@ -57,6 +57,9 @@
 #define MAX_COMMIT 24
 #define MAX_OPS 8
 #define MAX_HELD 256
+#define MAX_SEQ 64
+/* a reader joins at every NEWCOMER-th stop */
+#define NEWCOMER 61
 #define BIG 7000
 
 /* Under a sanitizer every instruction costs several: validate every
@@ -228,6 +231,7 @@ struct view {
         struct held held[MAX_HELD];
         size_t n_held;
         uint64_t stops;
+        unsigned obs[MAX_ID + 1];       /* the view at the last stop */
 };
 
 struct test {
@@ -241,6 +245,10 @@ struct test {
         unsigned opened, sealed, retired;
         uint64_t steps;
         bool exited;
+        /* a descriptor of each live segment, for readers joining at a stop */
+        int seg_fd[MAX_SEQ];
+        bool seg_sealed[MAX_SEQ];
+        uint64_t newcomers;
 };
 
 /* Takes every message the writer sent so far, without blocking. */
@@ -264,12 +272,20 @@ static void pump(struct test *t) {
                         break;
                 }
                 case H_SEG:
+                        assert_true(m.a < MAX_SEQ);
+                        if (t->seg_fd[m.a] >= 0) {
+                                close(t->seg_fd[m.a]);
+                                t->seg_fd[m.a] = -1;
+                        }
                         if (m.b == SGL_SEGMENT_RETIRED) {
                                 assert_int_equal(fd, -1);
                                 t->retired++;
                                 break;
                         }
                         assert_true(fd >= 0);
+                        t->seg_fd[m.a] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                        t->seg_sealed[m.a] = m.b == SGL_SEGMENT_SEALED;
+                        assert_true(t->seg_fd[m.a] >= 0);
                         if (m.b == SGL_SEGMENT_SEALED) {
                                 int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 
@@ -389,6 +405,7 @@ static void validate(struct test *t, struct view *v, unsigned now, bool current)
                 fail_msg("%s reader: commit %u returned, its view is still %u", v->name, now, j);
         }
         v->at = j;
+        memcpy(v->obs, obs, sizeof(obs));
 
         /* the stream delivers exactly that view */
         while ((k = sgl_reader_next(v->r, &c)) == 0) {
@@ -413,6 +430,53 @@ static void validate(struct test *t, struct view *v, unsigned now, bool current)
         v->stops++;
 }
 
+/*
+ * A reader that joins now, handed every live segment (a STRICT one: the
+ * sealed ones), sees what the reader of its level that was there all along
+ * sees, and streams each live chunk once, intact.
+ */
+static void newcomer(struct test *t, const struct view *v) {
+        sgl_reader *r = NULL;
+        uint64_t streamed = 0, live = 0;
+        sgl_chunk *c;
+        int k;
+
+        assert_int_equal(sgl_reader_new(v->strict ? 0 : SGL_READER_TRUSTED, &r), 0);
+        for (unsigned seq = 0; seq < MAX_SEQ; seq++) {
+                int fd;
+
+                if (t->seg_fd[seq] < 0 || (v->strict && !t->seg_sealed[seq]))
+                        continue;
+                fd = fcntl(t->seg_fd[seq], F_DUPFD_CLOEXEC, 3);
+                assert_true(fd >= 0);
+                assert_int_equal(sgl_reader_add_segment_consume_fd(r, fd), 0);
+        }
+        for (uint64_t id = 1; id <= MAX_ID; id++) {
+                k = sgl_reader_get(r, id, &c);
+                if (v->obs[id] == 0) {
+                        assert_int_equal(k, -ENOENT);
+                        continue;
+                }
+                assert_int_equal(k, 0);
+                assert_true(is_pattern(sgl_chunk_data(c), sgl_chunk_size(c), id, v->obs[id]));
+                assert_int_equal(sgl_chunk_version(c), t->version[id][v->obs[id]]);
+                sgl_chunk_unref(c);
+                live++;
+        }
+        while ((k = sgl_reader_next(r, &c)) == 0) {
+                uint64_t id = sgl_chunk_id(c);
+
+                assert_true(id >= 1 && id <= MAX_ID && v->obs[id] != 0);
+                assert_true(is_pattern(sgl_chunk_data(c), sgl_chunk_size(c), id, v->obs[id]));
+                sgl_chunk_unref(c);
+                streamed++;
+        }
+        assert_int_equal(k, -EAGAIN);
+        assert_int_equal(streamed, live);
+        assert_null(sgl_reader_unref(r));
+        t->newcomers++;
+}
+
 static void interleave(void **state) {
         struct test *t = calloc(1, sizeof(*t));
         struct wctx ctx;
@@ -424,6 +488,8 @@ static void interleave(void **state) {
         (void)state;
         assert_non_null(t);
         assert_true(N_COMMITS <= MAX_COMMIT);
+        for (unsigned seq = 0; seq < MAX_SEQ; seq++)
+                t->seg_fd[seq] = -1;
         t->v[0].name = "TRUSTED";
         t->v[1].name = "STRICT";
         t->v[1].strict = true;
@@ -474,6 +540,10 @@ static void interleave(void **state) {
                         pump(t);
                         validate(t, &t->v[0], g, false);
                         validate(t, &t->v[1], g, false);
+                        if (steps % (NEWCOMER * STRIDE) == 0) {
+                                newcomer(t, &t->v[0]);
+                                newcomer(t, &t->v[1]);
+                        }
                 }
                 assert_int_equal(k, TP_MARK);
 
@@ -485,6 +555,8 @@ static void interleave(void **state) {
                         assert_true(t->result[g] > 0); /* it did retire something */
                 validate(t, &t->v[0], g, true);
                 validate(t, &t->v[1], g, (c->expect & X_SEAL) != 0);
+                newcomer(t, &t->v[0]);
+                newcomer(t, &t->v[1]);
                 if (c->expect & X_OPEN)
                         assert_true(t->opened > opened);
                 if (c->expect & X_SEAL)
@@ -516,13 +588,17 @@ static void interleave(void **state) {
                 assert_null(sgl_reader_unref(v->r));
         }
         close(t->sock);
+        for (unsigned seq = 0; seq < MAX_SEQ; seq++)
+                if (t->seg_fd[seq] >= 0)
+                        close(t->seg_fd[seq]);
         assert_int_equal(tu_count_fds(), fds_before);
         printf("interleave: %zu commits stepped, %" PRIu64 " instructions, %" PRIu64
                " stops validated (TRUSTED %" PRIu64 ", STRICT %" PRIu64 "), %" PRIu64
-               " chunks streamed and held intact; segments: %u opened, %u sealed, %u retired\n",
+               " chunks streamed and held intact, %" PRIu64 " readers joined at a stop;"
+               " segments: %u opened, %u sealed, %u retired\n",
                n_stepped,
                t->steps, t->v[0].stops + t->v[1].stops, t->v[0].stops, t->v[1].stops,
-               chunks, t->opened, t->sealed, t->retired);
+               chunks, t->newcomers, t->opened, t->sealed, t->retired);
         free(t);
 }
 
