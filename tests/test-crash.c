@@ -695,7 +695,7 @@ static void reader_killed(void **state) {
         sgl_writer *w = NULL;
         sgl_writer_stats st;
         struct hmsg m;
-        unsigned base, fds;
+        unsigned base, fds, wfds;
         uint64_t held = 0, gen = 1, gc_retired = 0;
         int k;
 
@@ -714,6 +714,7 @@ static void reader_killed(void **state) {
         assert_int_equal(sgl_writer_set_seal_policy(w, SGL_SEAL_BYTES, 4096), 0);
         assert_int_equal(sgl_writer_set_gc(w, 30, 0, 0), 0);
         assert_int_equal(sgl_writer_publish(w, "held", dm.sock, 0, 0444, NULL, 0, NULL, 0), 0);
+        wfds = tu_count_fds();
         commit_all(w, gen, RK_IDS);
         assert_int_equal(sgl_writer_seal(w), 0);
         assert_true(sgl_writer_publish_process(w) >= 0);
@@ -725,15 +726,17 @@ static void reader_killed(void **state) {
                 assert_int_equal(m.a, RK_IDS);
                 held += m.a;
         }
-        for (int i = 0; i < N_VICTIMS; i++) {
-                assert_int_equal(kill(pids[i], SIGKILL), 0);
-                assert_true(WIFSIGNALED(tu_wait_status(pids[i])));
-                pids[i] = 0;
-                close(socks[i]);
-        }
 
-        /* the writer goes on: updates, deletes, compaction */
+        /* the writer goes on: updates, deletes, compaction; a victim dies
+         * at the start of each of the first rounds, holding chunks of
+         * segments compaction then retires */
         for (int round = 0; round < 6; round++) {
+                if (round < N_VICTIMS) {
+                        assert_int_equal(kill(pids[round], SIGKILL), 0);
+                        assert_true(WIFSIGNALED(tu_wait_status(pids[round])));
+                        pids[round] = 0;
+                        close(socks[round]);
+                }
                 gen++;
                 commit_all(w, gen, RK_IDS);
                 assert_int_equal(sgl_writer_delete(w, 1 + (uint64_t)round), 0);
@@ -759,6 +762,9 @@ static void reader_killed(void **state) {
         /* the daemon: the writer's connection, the control page and the
          * live segments, nothing of any reader */
         assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        /* the writer: one descriptor per live (sealed) segment; the
+         * readers' sockets are gone */
+        assert_int_equal(tu_count_fds(), wfds - N_READERS + st.segments);
         daemon_wait_fds(&dm, base + 1 + area_fds(dm.sock, "held"));
         assert_null(sgl_writer_unref(w));
         daemon_wait_fds(&dm, base);
