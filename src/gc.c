@@ -290,6 +290,14 @@ int sgl_gc_run(sgl_writer *w, bool force) {
                 free(v);
                 return 0;
         }
+        /* one-shot segments are read back through a mirror mapped now */
+        for (size_t i = 0; i < n; i++) {
+                r = sgl_writer_seg_ro(v[i]);
+                if (r < 0) {
+                        free(v);
+                        return r;
+                }
+        }
 
         w->in_gc = true;
         for (size_t i = 0; i < n; i++)

@@ -8,9 +8,11 @@
  * anything maps it.
  *
  * Invariants:
- *  - A memfd leaves sgl_memfd_create() with its final size, every page of it
- *    allocated, no exec bit, and F_SEAL_SHRINK|F_SEAL_GROW already set: no
- *    mapping of it can ever SIGBUS and no fault on it ever allocates memory.
+ *  - A memfd leaves sgl_memfd_create() (fallocate) and
+ *    sgl_memfd_create_filled() (pwrite of every page) with its final size,
+ *    every page of it allocated, no exec bit, and F_SEAL_SHRINK|F_SEAL_GROW
+ *    already set: no mapping of it can ever SIGBUS and no fault on it ever
+ *    allocates memory.
  *  - Sizes are non-zero multiples of SGL_MEMFD_ALIGN (the format's page, not
  *    the CPU's: the on-memory format is the same on every architecture).
  *  - Nothing here keeps a descriptor: failures close what they opened, and
@@ -103,21 +105,80 @@ static int memfd_new(const char *name) {
  * -EFBIG if @size does not fit in off_t or exceeds RLIMIT_FSIZE, -ENOSPC or
  * -ENOMEM if the memory cannot be allocated now, or another -errno.
  */
+/* Size seals first thing, before the descriptor can escape: from then on no
+ * mapping of the file can ever SIGBUS. */
+static int seal_size(int fd) {
+        if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE | F_SEAL_EXEC) < 0) {
+                /* Kernels before 6.3 do not know F_SEAL_EXEC and say EINVAL;
+                 * there the fchmod() in memfd_new() is all we can do. */
+                if (errno != EINVAL)
+                        return sgl_negerrno();
+                if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE) < 0)
+                        return sgl_negerrno();
+        }
+        return 0;
+}
+
+/* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills by default;
+ * a library must fail instead, so ask first. */
+static int check_fsize(uint64_t size) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_FSIZE, &rl) < 0)
+                return sgl_negerrno();
+        if (rl.rlim_cur != RLIM_INFINITY && size > (uint64_t)rl.rlim_cur)
+                return -EFBIG;
+        return 0;
+}
+
+int sgl_memfd_create_filled(const char *name, const void *image, uint64_t len,
+                            uint64_t size) {
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        /* every page gets written: none is left sparse */
+        if (size == 0 || size % SGL_MEMFD_ALIGN != 0 || len > size ||
+            size - len >= SGL_MEMFD_ALIGN)
+                return -EINVAL;
+        if (size > (uint64_t)INT64_MAX)
+                return -EFBIG;
+        r = check_fsize(size);
+        if (r < 0)
+                return r;
+        fd = memfd_new(name);
+        if (fd < 0)
+                return fd;
+        if (ftruncate(fd, (off_t)size) < 0)
+                return sgl_negerrno();
+        r = seal_size(fd);
+        if (r < 0)
+                return r;
+        /* pwrite allocates, zeroes and fills each page in one go: cheaper
+         * than fallocate and then faulting the pages in through a mapping */
+        for (uint64_t off = 0; off < len;) {
+                ssize_t n = pwrite(fd, (const uint8_t *)image + off, len - off, (off_t)off);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? sgl_negerrno() : -EIO;
+                off += (uint64_t)n;
+        }
+        return TAKE_FD(fd);
+}
+
 int sgl_memfd_create(const char *name, uint64_t size) {
         _cleanup_close_ int fd = -1;
-        struct rlimit rl;
+        int r;
 
         if (size == 0 || size % SGL_MEMFD_ALIGN != 0)
                 return -EINVAL;
         if (size > (uint64_t)INT64_MAX)
                 return -EFBIG;
 
-        /* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills by
-         * default; a library must fail instead, so ask first. */
-        if (getrlimit(RLIMIT_FSIZE, &rl) < 0)
-                return sgl_negerrno();
-        if (rl.rlim_cur != RLIM_INFINITY && size > (uint64_t)rl.rlim_cur)
-                return -EFBIG;
+        r = check_fsize(size);
+        if (r < 0)
+                return r;
 
         fd = memfd_new(name);
         if (fd < 0)
@@ -133,17 +194,9 @@ int sgl_memfd_create(const char *name, uint64_t size) {
         if (fallocate(fd, 0, 0, (off_t)size) < 0)
                 return sgl_negerrno();
 
-        /* Size seals first thing, before the descriptor can escape: from now
-         * on no mapping of this file can ever SIGBUS. */
-        if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE | F_SEAL_EXEC) < 0) {
-                /* Kernels before 6.3 do not know F_SEAL_EXEC and say EINVAL;
-                 * there the fchmod() in memfd_new() is all we can do. */
-                if (errno != EINVAL)
-                        return sgl_negerrno();
-                if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE) < 0)
-                        return sgl_negerrno();
-        }
-
+        r = seal_size(fd);
+        if (r < 0)
+                return r;
         return TAKE_FD(fd);
 }
 

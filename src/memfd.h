@@ -20,6 +20,15 @@
  */
 int sgl_memfd_create(const char *name, uint64_t size);
 
+/*
+ * sgl_memfd_create_filled() - like sgl_memfd_create(), but filled with the
+ * @len bytes at @image by pwrite instead of fallocate: @len must reach into
+ * the last page of @size, so every page is written and none is sparse.
+ * Returns the read-write descriptor or -errno.
+ */
+int sgl_memfd_create_filled(const char *name, const void *image, uint64_t len,
+                            uint64_t size);
+
 /* Adds F_SEAL_FUTURE_WRITE: no new writable mapping, no write(2). */
 int sgl_memfd_seal_future_write(int fd);
 

@@ -8,6 +8,12 @@
  *   last one is open (w->open), every other one is sealed with F_SEAL_WRITE,
  *   except one whose seal failed while a staged batch moved on (retried by
  *   sgl_writer_seal() and sgl_writer_tick()).
+ * - A one-shot segment (created under SGL_SEAL_EVERY_COMMIT: sealed right
+ *   after its one commit) has no memfd while open: records are staged in
+ *   buf (rw == buf), and sealing writes the image into a fresh memfd of the
+ *   size it needs (pwrite, no mapping, no fallocate) and seals it before
+ *   anyone sees it.  Its mirror (ro) is mapped only when compaction reads
+ *   it back (sgl_writer_seg_ro()).
  * - An open segment's rw mapping exists unless sealing it failed: it then
  *   takes no commit until sgl_writer_seal()/sgl_writer_tick() reseal it.
  *   Pages in [SGL_PAGE, protected_end) of the mapping are PROT_READ unless
@@ -37,7 +43,10 @@ struct sgl_wseg {
         int rw_fd;               /* -1 once sealed */
         int ro_fd;               /* what readers are handed */
         uint8_t *rw;             /* NULL once sealed */
-        const uint8_t *ro;       /* read-only mirror: all readback goes here */
+        uint8_t *buf;            /* one-shot: the malloc()ed image, until sealed */
+        uint64_t buf_size;       /* its allocated size */
+        const uint8_t *ro;       /* read-only mirror: all readback goes here
+                                  * (one-shot: mapped when first needed) */
         uint64_t used;           /* == commit_end, SGL_SEG_DATA when empty */
         uint64_t live;           /* spans of live data records */
         uint64_t protected_end;
@@ -103,6 +112,10 @@ struct sgl_writer {
         uint64_t sealed_live;
 
         struct sgl_publish *publish; /* publish.c: the daemon connection */
+
+        uint8_t *spare_buf;      /* the last one-shot image, kept for reuse: a
+                                  * fresh one costs a page fault per page */
+        uint64_t spare_size;
 };
 
 /* writer.c */
@@ -112,6 +125,7 @@ int sgl_writer_stage(sgl_writer *w, uint32_t kind, uint32_t flags, uint64_t id,
                      size_t size, void **data);
 int sgl_writer_commit_internal(sgl_writer *w);
 struct sgl_wseg *sgl_writer_find_seg(sgl_writer *w, uint64_t seq);
+int sgl_writer_seg_ro(struct sgl_wseg *s);
 void sgl_writer_drop_seg(sgl_writer *w, struct sgl_wseg *s);
 
 /* publish.c: ends publishing (from sgl_writer_unref()) */

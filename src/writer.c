@@ -10,7 +10,10 @@
  *
  * Invariants: see writer-internal.h.  In addition, a segment sealed under
  * SGL_SEAL_EVERY_COMMIT is never announced before it is sealed, so no reader
- * can ever hold a reference that would block its seal.
+ * can ever hold a reference that would block its seal; such a segment is
+ * one-shot: staged in a heap image (reused from one to the next), then
+ * written into a memfd sized for its commit with one pwrite and sealed,
+ * with no mapping, munmap or mprotect on the way (the STRICT hot path).
  */
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -139,7 +142,9 @@ _public_ sgl_writer *sgl_writer_ref(sgl_writer *w) {
 }
 
 static void seg_free(struct sgl_wseg *s) {
-        if (s->rw)
+        if (s->buf)
+                free(s->buf);
+        else if (s->rw)
                 munmap(s->rw, s->size);
         if (s->ro)
                 munmap((void *)s->ro, s->size);
@@ -164,6 +169,7 @@ _public_ sgl_writer *sgl_writer_unref(sgl_writer *w) {
                 seg_free(w->segs[i]);
         free(w->segs);
         free(w->pend);
+        free(w->spare_buf);
         sgl_idmap_free(&w->index);
         if (w->ctl)
                 munmap(w->ctl, SGL_PAGE);
@@ -354,12 +360,78 @@ static int seg_map_ro(struct sgl_wseg *s) {
         return 0;
 }
 
+/* The read-only mirror of a sealed segment, mapped on first use (one-shot
+ * segments are never mapped by the writer unless compaction reads them). */
+int sgl_writer_seg_ro(struct sgl_wseg *s) {
+        if (s->ro)
+                return 0;
+        if (s->ro_fd < 0)
+                return -EBADF;
+        return seg_map_ro(s);
+}
+
+/* A one-shot segment's memory: staged in a heap image, no memfd yet.  The
+ * writer's spare image is reused when it is large enough (its pages are
+ * already faulted in). */
+static int seg_open_buf(sgl_writer *w, struct sgl_wseg *s) {
+        if (w->spare_buf && w->spare_size >= s->size) {
+                s->buf = TAKE_PTR(w->spare_buf);
+                s->buf_size = w->spare_size;
+        } else {
+                s->buf = aligned_alloc(SGL_PAGE, s->size);
+                if (!s->buf)
+                        return -ENOMEM;
+                s->buf_size = s->size;
+        }
+        s->rw = s->buf;
+        return 0;
+}
+
+/* Keeps the larger of @s's image and the spare for the next one-shot. */
+static void seg_keep_buf(sgl_writer *w, struct sgl_wseg *s) {
+        if (!w->spare_buf || w->spare_size < s->buf_size) {
+                free(w->spare_buf);
+                w->spare_buf = s->buf;
+                w->spare_size = s->buf_size;
+        } else {
+                free(s->buf);
+        }
+        s->buf = NULL;
+}
+
+/* A segment's memfd, its rw mapping and its read-only mirror. */
+static int seg_open_memfd(sgl_writer *w, struct sgl_wseg *s) {
+        char name[64];
+        int r;
+
+        snprintf(name, sizeof(name), "sigillo-%s", w->name);
+        r = s->rw_fd = sgl_memfd_create(name, s->size);
+        if (r < 0)
+                return r;
+        s->rw = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->rw_fd, 0);
+        if (s->rw == MAP_FAILED) {
+                s->rw = NULL;
+                return sgl_negerrno();
+        }
+        /* a child we fork inheriting this mapping could rewrite uncommitted
+         * bytes, and its mere existence would make F_SEAL_WRITE fail */
+        (void)madvise(s->rw, s->size, MADV_DONTFORK);
+        /* from here on nobody, whoever gets a descriptor, maps it writable */
+        r = sgl_memfd_seal_future_write(s->rw_fd);
+        if (r < 0)
+                return r;
+        r = s->ro_fd = sgl_memfd_reopen_ro(s->rw_fd);
+        if (r < 0)
+                return r;
+        return seg_map_ro(s);
+}
+
 /* A new segment of @size bytes with its header written, appended to segs[]
- * as the open segment. */
+ * as the open segment: one-shot (see writer-internal.h) when the policy
+ * seals at every commit. */
 static int seg_open(sgl_writer *w, uint64_t size) {
         struct sgl_wseg *s;
         struct sgl_seg_header *h;
-        char name[64];
         int r;
 
         if (w->nsegs == w->asegs) {
@@ -376,27 +448,10 @@ static int seg_open(sgl_writer *w, uint64_t size) {
         *s = (struct sgl_wseg) { .seq = w->next_seq, .size = size,
                                  .rw_fd = -1, .ro_fd = -1 };
 
-        snprintf(name, sizeof(name), "sigillo-%s", w->name);
-        r = s->rw_fd = sgl_memfd_create(name, size);
-        if (r < 0)
-                goto fail;
-        s->rw = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->rw_fd, 0);
-        if (s->rw == MAP_FAILED) {
-                s->rw = NULL;
-                r = sgl_negerrno();
-                goto fail;
-        }
-        /* a child we fork inheriting this mapping could rewrite uncommitted
-         * bytes, and its mere existence would make F_SEAL_WRITE fail */
-        (void)madvise(s->rw, size, MADV_DONTFORK);
-        /* from here on nobody, whoever gets a descriptor, maps it writable */
-        r = sgl_memfd_seal_future_write(s->rw_fd);
-        if (r < 0)
-                goto fail;
-        r = s->ro_fd = sgl_memfd_reopen_ro(s->rw_fd);
-        if (r < 0)
-                goto fail;
-        r = seg_map_ro(s);
+        if (w->policy == SGL_SEAL_EVERY_COMMIT)
+                r = seg_open_buf(w, s);
+        else
+                r = seg_open_memfd(w, s);
         if (r < 0)
                 goto fail;
 
@@ -472,6 +527,33 @@ static int seal_by_copy(struct sgl_wseg *s) {
         return 0;
 }
 
+/* Writes a one-shot segment's image into a fresh memfd of the size its
+ * commits need and seals it: nobody has seen it, so nothing can pin it, and
+ * no mapping is made.  On failure the image stays for a retry. */
+static int seal_buf(sgl_writer *w, struct sgl_wseg *s) {
+        _cleanup_close_ int fd = -1;
+        struct sgl_seg_header *h = (struct sgl_seg_header *)s->buf;
+        uint64_t size = sgl_seg_size_for(s->used);
+        char name[64];
+        int r, ro;
+
+        h->size = size;
+        snprintf(name, sizeof(name), "sigillo-%s", w->name);
+        fd = sgl_memfd_create_filled(name, s->buf, s->used, size);
+        if (fd < 0)
+                return fd;
+        r = sgl_memfd_seal_write(fd);
+        if (r < 0)
+                return r;
+        ro = sgl_memfd_reopen_ro(fd);
+        if (ro < 0)
+                return ro;
+        seg_keep_buf(w, s);
+        s->ro_fd = ro;
+        s->size = size;
+        return 0;
+}
+
 /* Seals @s (which must hold no staged records).  A segment without any
  * commit that nobody has seen is dropped instead. */
 static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
@@ -482,6 +564,17 @@ static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
                         w->next_seq = s->seq; /* never seen: reuse its number */
                 sgl_writer_drop_seg(w, s);
                 return 0;
+        }
+
+        if (s->buf) {
+                /* like a failed in-place seal, a failed one-shot seal leaves
+                 * the segment taking no more commits (rw NULL) */
+                s->rw = NULL;
+                r = seal_buf(w, s);
+                if (r < 0)
+                        return r;
+                w->stats.seals++;
+                goto sealed;
         }
 
         /* F_SEAL_FUTURE_WRITE forbids mapping it writable again: if both
@@ -511,6 +604,7 @@ static int seal_seg(sgl_writer *w, struct sgl_wseg *s) {
                 s->rw_fd = sgl_close(s->rw_fd);
                 w->stats.seals++;
         }
+sealed:
         s->sealed = true;
         sgl_gc_track(w, s, true);
         if (w->open == s)
@@ -826,7 +920,9 @@ int sgl_writer_commit_internal(sgl_writer *w) {
         w->npend = 0;
         w->stats.commits++;
 
-        if (w->policy == SGL_SEAL_EVERY_COMMIT)
+        /* a one-shot segment is sealed at its commit whatever the policy is
+         * now (it may have changed since the segment opened) */
+        if (w->policy == SGL_SEAL_EVERY_COMMIT || s->buf)
                 return seal_seg(w, s);
 
         if (!(w->flags & SGL_WRITER_NO_MIRROR_PROTECT) &&

@@ -34,6 +34,9 @@
  * - sgl_reader_wait() across processes: wakes every waiting reader within a
  *   bounded time on a commit, times out when nothing happens;
  * - a late reader (sgl_writer_foreach_segment()) sees every live chunk;
+ * - one-shot segments (SGL_SEAL_EVERY_COMMIT, written by pwrite and
+ *   sealed before anyone sees them): a failed seal loses nothing and is
+ *   retried by the next stage;
  * - packing: commits follow each other at 64-byte alignment from offset 64
  *   (commit_end grows by a commit's bytes), and a segment sealed after one
  *   small commit is one page;
@@ -416,16 +419,19 @@ static sgl_writer *seal_setup(struct hub *h, struct rd *rd, void **state,
 }
 
 /* Both readers ended with the same segments; every seal was in place, or
- * by copy with SGL_WRITER_SEAL_BY_COPY. */
-static void seal_teardown(sgl_writer *w, struct rd *rd, void **state, uint64_t nseals) {
+ * by copy with SGL_WRITER_SEAL_BY_COPY, except that @noneshot of them were
+ * one-shot segments (SGL_SEAL_EVERY_COMMIT): written into a memfd nobody
+ * had seen and sealed there, so in place whatever the flags. */
+static void seal_teardown_n(sgl_writer *w, struct rd *rd, void **state, uint64_t nseals,
+                            uint64_t noneshot) {
         unsigned wflags = *(unsigned *)*state;
         sgl_writer_stats st;
         struct tmsg i0, i1;
 
         assert_int_equal(sgl_writer_get_stats(w, &st), 0);
         if (wflags & SGL_WRITER_SEAL_BY_COPY) {
-                assert_int_equal(st.seals, 0);
-                assert_int_equal(st.seal_copies, nseals);
+                assert_int_equal(st.seals, noneshot);
+                assert_int_equal(st.seal_copies, nseals - noneshot);
         } else {
                 assert_int_equal(st.seals, nseals);
                 assert_int_equal(st.seal_copies, 0);
@@ -436,6 +442,10 @@ static void seal_teardown(sgl_writer *w, struct rd *rd, void **state, uint64_t n
         assert_int_equal(i0.b, nseals);     /* STRICT got every seal */
         assert_int_equal(i0.a, 0);          /* and nothing open */
         teardown(w, rd, 2);
+}
+
+static void seal_teardown(sgl_writer *w, struct rd *rd, void **state, uint64_t nseals) {
+        seal_teardown_n(w, rd, state, nseals, 0);
 }
 
 static void test_seal_every_commit(void **state) {
@@ -456,7 +466,7 @@ static void test_seal_every_commit(void **state) {
         assert_int_equal(sgl_writer_seal(w), 0); /* nothing open */
         assert_int_equal(sgl_writer_tick(w), 0);
         assert_int_equal(h.opened, 0);
-        seal_teardown(w, rd, state, 2);
+        seal_teardown_n(w, rd, state, 2, 2);
         assert_int_equal(tu_count_fds(), fds);
 }
 
@@ -703,6 +713,55 @@ static void test_seal_failure(void **state) {
         assert_int_equal(in_place ? st.seals : st.seal_copies, 2);
         assert_int_equal(in_place ? st.seal_copies : st.seals, 0);
         teardown(w, rd, 3);
+        assert_int_equal(tu_count_fds(), fds);
+}
+
+/* A one-shot segment (SGL_SEAL_EVERY_COMMIT) whose memfd cannot be made
+ * (no descriptor left) loses nothing: the commit reports the error, no
+ * reader sees anything (it has no memfd yet), it takes no more commits,
+ * and the next stage writes and seals it first; its image is then reused
+ * for the next one-shot segment. */
+static void test_oneshot_seal_failure(void **state) {
+        const unsigned flags[] = { 0, SGL_READER_TRUSTED };
+        struct rd rd[2];
+        struct hub h = {};
+        struct put c[3];
+        struct rlimit lim;
+        sgl_writer_stats st;
+        int r;
+        unsigned fds = tu_count_fds();
+        sgl_writer *w = setup(&h, rd, flags, 2, 0);
+
+        (void)state;
+        c[0] = commit_one(w, 1, 0x0e01, 100);
+        check2(rd, &c[0], 1, &c[0], 1);
+
+        c[1] = put_write(w, 2, 0x0e02, 5000, 0);
+        fd_limit(&lim);
+        r = sgl_writer_commit(w);
+        fd_unlimit(&lim);
+        assert_int_equal(r, -EMFILE);
+        check2(rd, NULL, 0, NULL, 0);
+        assert_int_equal(h.sealed, 1);
+        fd_limit(&lim);
+        r = sgl_writer_seal(w); /* tried again: still no descriptor */
+        fd_unlimit(&lim);
+        assert_int_equal(r, -EMFILE);
+        check2(rd, NULL, 0, NULL, 0);
+
+        /* the next stage seals it first */
+        c[2] = put_write(w, 3, 0x0e03, 100, 0);
+        assert_int_equal(h.sealed, 2);
+        check2(rd, &c[1], 1, &c[1], 1);
+        assert_int_equal(sgl_writer_commit(w), 0);
+        check2(rd, &c[2], 1, &c[2], 1);
+        for (int i = 0; i < 3; i++)
+                expect_get(&rd[0], &c[i]);
+        assert_int_equal(sgl_writer_get_stats(w, &st), 0);
+        assert_int_equal(st.seals, 3);
+        assert_int_equal(st.seal_copies, 0);
+        assert_int_equal(st.segments, 3);
+        teardown(w, rd, 2);
         assert_int_equal(tu_count_fds(), fds);
 }
 
@@ -1175,7 +1234,7 @@ static void test_packed_commits(void **state) {
         cap_close(&cap);
         for (int i = 0; i < 7; i++)
                 expect_get(&rd[0], &c[i]);
-        seal_teardown(w, rd, state, 2);
+        seal_teardown_n(w, rd, state, 2, 1); /* the first was one-shot */
         assert_int_equal(tu_count_fds(), fds);
 }
 
@@ -1238,6 +1297,7 @@ int main(void) {
                 cmocka_unit_test(test_moved_batch_leaves_no_bytes),
                 cmocka_unit_test_prestate(test_packed_commits, &in_place),
                 cmocka_unit_test_prestate(test_packed_commits, &by_copy),
+                cmocka_unit_test(test_oneshot_seal_failure),
                 cmocka_unit_test(test_seal_usec_overflow),
         };
 
