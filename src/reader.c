@@ -20,6 +20,11 @@
  * - A retired segment leaves segs[] once the cursor has passed it (or at once
  *   for a reader that never streams); index entries still pointing into it
  *   are dead (compaction relocated the live ones first) and are dropped.
+ * - segs[0..done) are indexed to their end and sealed, or broken: refresh()
+ *   starts after them; anything that inserts or removes segments lowers
+ *   done.
+ * - next() drains the host connection only when what is mapped holds
+ *   nothing more to deliver (the hot path makes no syscall).
  */
 #include <fcntl.h>
 #include <string.h>
@@ -73,6 +78,7 @@ struct sgl_reader {
         size_t nsegs;
         size_t asegs;
         size_t nretired;         /* retired segments still in segs[] */
+        size_t done;             /* segs[0..done) are all indexed or broken */
         struct sgl_idmap index;
 
         struct sgl_client *client; /* set by sgl_reader_open() */
@@ -328,6 +334,7 @@ _public_ int sgl_reader_add_segment_consume_fd(sgl_reader *r, int fd) {
                 r->segs[i] = s;
                 r->nsegs++;
         }
+        r->done = MIN(r->done, (size_t)i);
         return 0;
 }
 
@@ -435,6 +442,7 @@ static void drop_retired(sgl_reader *r) {
                         r->segs[j++] = r->segs[i];
         }
         r->nsegs = j;
+        r->done = 0;
 }
 
 /* Brings the index up to the visible end of every mapped segment.  Returns
@@ -442,7 +450,10 @@ static void drop_retired(sgl_reader *r) {
 static int refresh(sgl_reader *r) {
         int ret = 0;
 
-        for (size_t i = 0; i < r->nsegs; i++) {
+        /* segments before `done` never change again: skip them */
+        while (r->done < r->nsegs && (r->segs[r->done]->indexed || r->segs[r->done]->broken))
+                r->done++;
+        for (size_t i = r->done; i < r->nsegs; i++) {
                 int k = index_seg(r, r->segs[i]);
                 if (k < 0 && ret == 0)
                         ret = k;
@@ -495,6 +506,8 @@ static struct sgl_rseg *cursor_seg(sgl_reader *r) {
         return r->segs[i];
 }
 
+static int next_mapped(sgl_reader *r, sgl_chunk **ret);
+
 /**
  * sgl_reader_next() - the next live chunk in log order.
  * @r: the reader
@@ -502,21 +515,36 @@ static struct sgl_rseg *cursor_seg(sgl_reader *r) {
  *
  * Skips chunks that are expired, deleted or superseded by a newer version the
  * reader already knows, and never returns the same id and version twice
- * (compaction's relocated copies included).
+ * (compaction's relocated copies included).  A reader from sgl_reader_open()
+ * takes what the host pushed only once it has run out of mapped data: a
+ * reader with data to read makes no syscall.
  *
  * Return: 0 with a chunk; -EAGAIN when nothing new is visible; -EBADMSG once
  * for a corrupt segment (the rest of it is skipped, call again); -ENOMEM.
  */
 _public_ int sgl_reader_next(sgl_reader *r, sgl_chunk **ret) {
+        int k;
+
+        if (!r || !ret)
+                return -EINVAL;
+        k = next_mapped(r, ret);
+        if (k != -EAGAIN || !r->client)
+                return k;
+        /* out of data in what is mapped: only now take what the host
+         * pushed (a syscall), so a busy reader never makes one; the log
+         * order holds, since pushed segments follow the mapped ones.
+         * Errors are told by sgl_reader_process(). */
+        (void)sgl_client_drain(r->client, r);
+        return next_mapped(r, ret);
+}
+
+/* sgl_reader_next() over what is mapped now. */
+static int next_mapped(sgl_reader *r, sgl_chunk **ret) {
         struct sgl_rec_view rec;
         struct sgl_rseg *s;
         uint64_t now;
         int k, err;
 
-        if (!r || !ret)
-                return -EINVAL;
-        if (r->client)
-                (void)sgl_client_drain(r->client, r); /* errors: sgl_reader_process() */
         err = refresh(r);
         r->streaming = true;
         now = sgl_now_ns();

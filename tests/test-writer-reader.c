@@ -37,6 +37,8 @@
  * - one-shot segments (SGL_SEAL_EVERY_COMMIT, written by pwrite and
  *   sealed before anyone sees them): a failed seal loses nothing and is
  *   retried by the next stage;
+ * - a reader connected to an embedded host reads what it mapped before it
+ *   takes the host's pushes (no syscall while it has data), in log order;
  * - packing: commits follow each other at 64-byte alignment from offset 64
  *   (commit_end grows by a commit's bytes), and a segment sealed after one
  *   small commit is one page;
@@ -48,12 +50,14 @@
  */
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sigillo.h"
@@ -765,6 +769,113 @@ static void test_oneshot_seal_failure(void **state) {
         assert_int_equal(tu_count_fds(), fds);
 }
 
+/* ------------------------------------------------- connected, lazy drain */
+
+struct lazy_ctx {
+        const char *address;
+        int sv;
+};
+
+/* The reader of test_connected_lazy_drain(): reads what it mapped at open
+ * while the host's pushes wait in its socket, untaken. */
+static int lazy_reader(void *userdata) {
+        struct lazy_ctx *ctx = userdata;
+        struct pollfd p;
+        sgl_reader *r;
+        sgl_chunk *c;
+        char b = 'o';
+
+        TU_CHILD_CHECK(sgl_reader_open("lazy", ctx->address, 0, &r) == 0);
+        TU_CHILD_CHECK(sgl_reader_get_segment_count(r) == 3);
+        TU_CHILD_CHECK(write(ctx->sv, &b, 1) == 1);
+        TU_CHILD_CHECK(read(ctx->sv, &b, 1) == 1 && b == 'c');
+        /* the pushes of chunks 4 and 5 are in the socket */
+        p = (struct pollfd) { .fd = sgl_reader_get_fd(r), .events = POLLIN };
+        TU_CHILD_CHECK(p.fd >= 0 && poll(&p, 1, 30000) == 1);
+        for (uint64_t id = 1; id <= 3; id++) {
+                TU_CHILD_CHECK(sgl_reader_next(r, &c) == 0);
+                TU_CHILD_CHECK(sgl_chunk_id(c) == id);
+                sgl_chunk_unref(c);
+                /* mapped data first: nothing taken from the host yet */
+                TU_CHILD_CHECK(sgl_reader_get_segment_count(r) == 3);
+        }
+        /* out of mapped data: now it takes the pushes (both may not have
+         * arrived yet: wait for the rest) */
+        for (uint64_t id = 4; id <= 5; id++) {
+                int k, tries = 0;
+
+                while ((k = sgl_reader_next(r, &c)) == -EAGAIN && tries++ < 300)
+                        (void)poll(&p, 1, 100);
+                TU_CHILD_CHECK(k == 0);
+                TU_CHILD_CHECK(sgl_chunk_id(c) == id);
+                sgl_chunk_unref(c);
+                TU_CHILD_CHECK(sgl_reader_get_segment_count(r) >= (int)id);
+        }
+        TU_CHILD_CHECK(sgl_reader_next(r, &c) == -EAGAIN);
+        sgl_reader_unref(r);
+        return 0;
+}
+
+/* A reader connected to a host takes pushed segments only when it has run
+ * out of what it mapped: reading makes no syscall while data is there, and
+ * the stream stays in log order. */
+static void test_connected_lazy_drain(void **state) {
+        char address[64];
+        struct lazy_ctx ctx;
+        sgl_writer *w;
+        sgl_host *h;
+        int sv[2], status = 0;
+        bool committed = false;
+        uint64_t deadline;
+        pid_t pid;
+
+        (void)state;
+        snprintf(address, sizeof(address), "@sigillo-test-lazy-%d", (int)getpid());
+        assert_int_equal(sgl_writer_new("lazy", 0, &w), 0);
+        assert_int_equal(sgl_host_new(w, address, &h), 0);
+        for (uint64_t id = 1; id <= 3; id++) {
+                assert_int_equal(sgl_writer_write(w, id, 0, "abc", 3, NULL), 0);
+                assert_int_equal(sgl_writer_commit(w), 0);
+        }
+        tu_socketpair(sv);
+        ctx = (struct lazy_ctx) { .address = address, .sv = sv[1] };
+        pid = tu_fork(lazy_reader, &ctx);
+        close(sv[1]);
+
+        deadline = sgl_now_ns() + 30 * NSEC_PER_SEC;
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = sgl_host_get_fd(h), .events = POLLIN },
+                        { .fd = committed ? -1 : sv[0], .events = POLLIN },
+                };
+                char b;
+                pid_t k;
+
+                assert_true(sgl_now_ns() < deadline);
+                assert_true(poll(p, 2, 20) >= 0);
+                assert_true(sgl_host_process(h) >= 0);
+                if (p[1].revents && read(sv[0], &b, 1) == 1) {
+                        for (uint64_t id = 4; id <= 5; id++) {
+                                assert_int_equal(sgl_writer_write(w, id, 0, "de", 2, NULL), 0);
+                                assert_int_equal(sgl_writer_commit(w), 0);
+                        }
+                        assert_true(sgl_host_process(h) >= 0);
+                        b = 'c';
+                        assert_int_equal(write(sv[0], &b, 1), 1);
+                        committed = true;
+                }
+                k = waitpid(pid, &status, WNOHANG);
+                assert_true(k >= 0);
+                if (k == pid)
+                        break;
+        }
+        close(sv[0]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_null(sgl_host_unref(h));
+        assert_null(sgl_writer_unref(w));
+}
+
 /* ------------------------------------------------------------------ wait */
 
 static void wait_send(struct rd *rd, int64_t timeout_usec) {
@@ -1298,6 +1409,7 @@ int main(void) {
                 cmocka_unit_test_prestate(test_packed_commits, &in_place),
                 cmocka_unit_test_prestate(test_packed_commits, &by_copy),
                 cmocka_unit_test(test_oneshot_seal_failure),
+                cmocka_unit_test(test_connected_lazy_drain),
                 cmocka_unit_test(test_seal_usec_overflow),
         };
 
