@@ -52,9 +52,10 @@ done
 for t in "sigillo-strict 1r" "sigillo-strict 16r" "sigillo-trusted 1r" "sigillo-trusted 16r"; do
         row 64B "$t" commit-readers
 done
-# iceoryx: measured, or skipped with the reason
-if grep -q '^64B *iceoryx .*skipped: iceoryx not installed' "$out"; then
-        echo "ok - iceoryx skipped (not installed)"
+# iceoryx: measured, or skipped with the reason (not installed, or another
+# iox-roudi owns the machine's iceoryx shared memory)
+if grep -q '^64B *iceoryx .*skipped: iceoryx' "$out"; then
+        echo "ok - $(grep -m1 -o 'skipped: iceoryx.*' "$out")"
 else
         grep -q '^64B *iceoryx .* ok [0-9]' "$out" || fail "iceoryx neither ran nor was skipped"
 fi

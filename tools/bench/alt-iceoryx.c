@@ -178,7 +178,7 @@ int iox_start(void) {
                 if (waitpid(roudi_pid, NULL, WNOHANG) == roudi_pid) {
                         roudi_pid = 0;
                         remove_config();
-                        iox_why = "iceoryx: iox-roudi exited at start (another one running?)";
+                        iox_why = "iceoryx: iox-roudi exited at start (is another one running?)";
                         return -EIO;
                 }
                 usleep(10000);
@@ -210,9 +210,18 @@ static void runtime_get(void) {
         fn.iox_runtime_init(name);
 }
 
+/* iceoryx 2.0 leaves its runtime's socket and lock file behind in /tmp
+ * (its compiled-in IOX_UDS_SOCKET_PATH_PREFIX): remove ours */
 static void runtime_put(void) {
-        if (--endpoints == 0)
-                fn.iox_runtime_shutdown();
+        char path[96];
+
+        if (--endpoints > 0)
+                return;
+        fn.iox_runtime_shutdown();
+        snprintf(path, sizeof(path), "/tmp/sigillo-bench-%d", (int)getpid());
+        unlink(path);
+        strcat(path, ".lock");
+        unlink(path);
 }
 
 static uint64_t queue_capacity(size_t size) {

@@ -178,8 +178,8 @@ static void print_row(const struct scenario *s, unsigned si, unsigned a) {
         snprintf(name, sizeof(name), "%s%s", s->alts[a]->name,
                  s->kind == K_COMMIT ? (c->readers > 1 ? " 16r" : " 1r") : "");
         if (c->skipped || c->failed) {
-                printf("%-5s %-19s %-28s %s\n", size_str(size), name, c->settings ? c->settings : "",
-                       c->skipped ? "skipped: iceoryx not installed" : "FAILED");
+                printf("%-5s %-19s %-28s %s%s\n", size_str(size), name, c->settings ? c->settings : "",
+                       c->skipped ? "skipped: " : "FAILED", c->skipped ? iox_unavailable() : "");
                 return;
         }
         for (int k = 0; k < 2; k++) {
