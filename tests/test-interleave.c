@@ -30,9 +30,16 @@
  *    also once compaction retired its segment;
  *  - once a commit returned, the TRUSTED reader sees it; once a commit
  *    that seals returned, the STRICT reader sees it too.
+ *  - a reader joining at a stop (handed every live segment; a STRICT one
+ *    the sealed ones) sees exactly what the readers that were there all
+ *    along see, and streams each live chunk once (every NEWCOMER-th stop,
+ *    and at the end of each commit).
  * The script covers: one chunk, a batch, updates by id, a delete, a commit
  * that spills into a new segment, a commit that seals, and a compaction
- * (sgl_writer_gc()), each single-stepped end to end.
+ * (sgl_writer_gc()), each single-stepped end to end; it runs with segments
+ * sealed in place and again sealed by copy (SGL_WRITER_SEAL_BY_COPY).
+ * Under a sanitizer, where each instruction costs several, only every
+ * STRIDE-th stop is validated and only the first variant runs.
  */
 #include <errno.h>
 #include <fcntl.h>
