@@ -290,6 +290,19 @@ int sgl_memfd_reopen_ro(int fd) {
  */
 int sgl_memfd_verify(int fd, unsigned flags, uint64_t *ret_size,
                      bool *ret_write_sealed) {
+        struct stat st;
+        int r;
+
+        r = sgl_memfd_verify_stat(fd, flags, &st, ret_write_sealed);
+        if (r < 0)
+                return r;
+        if (ret_size)
+                *ret_size = (uint64_t)st.st_size;
+        return 0;
+}
+
+int sgl_memfd_verify_stat(int fd, unsigned flags, struct stat *ret_st,
+                          bool *ret_write_sealed) {
         struct statfs sfs;
         struct stat st;
         int seals;
@@ -337,8 +350,8 @@ int sgl_memfd_verify(int fd, unsigned flags, uint64_t *ret_size,
         if (!(seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
                 return -EACCES;
 
-        if (ret_size)
-                *ret_size = (uint64_t)st.st_size;
+        if (ret_st)
+                *ret_st = st;
         if (ret_write_sealed)
                 *ret_write_sealed = !!(seals & F_SEAL_WRITE);
         return 0;

@@ -54,6 +54,11 @@ enum {
  * The out-parameters are optional and untouched on failure; @fd is never
  * closed here.
  */
+struct stat;
+/* The same checks, handing back what fstat() said (size, device, inode),
+ * so a caller needs no second fstat(). */
+int sgl_memfd_verify_stat(int fd, unsigned flags, struct stat *ret_st,
+                          bool *ret_write_sealed);
 int sgl_memfd_verify(int fd, unsigned flags, uint64_t *ret_size,
                      bool *ret_write_sealed);
 

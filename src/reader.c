@@ -263,10 +263,11 @@ _public_ int sgl_reader_add_segment_consume_fd(sgl_reader *r, int fd) {
 
         if (!r || fd < 0)
                 return -EINVAL;
-        e = sgl_memfd_verify(fd, (r->flags & SGL_READER_TRUSTED) ? 0 : SGL_VERIFY_WRITE_SEALED,
-                             &size, &sealed);
+        e = sgl_memfd_verify_stat(fd, (r->flags & SGL_READER_TRUSTED) ? 0 : SGL_VERIFY_WRITE_SEALED,
+                                  &st, &sealed);
         if (e < 0)
                 return e;
+        size = (uint64_t)st.st_size;
         if (pread(fd, &raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
                 return -EBADMSG;
         e = sgl_seg_header_parse(&raw, sizeof(raw), &info);
@@ -274,8 +275,6 @@ _public_ int sgl_reader_add_segment_consume_fd(sgl_reader *r, int fd) {
                 return e;
         if (info.size != size)
                 return -ERANGE;
-        if (fstat(fd, &st) < 0)
-                return sgl_negerrno();
 
         i = seg_index_of(r, info.seq);
         if (i >= 0) {
