@@ -36,11 +36,17 @@ enum {
         TP_SYSCALL,
 };
 
+/* Whether this process may trace its children (seccomp or Yama's scope 3
+ * may forbid it): a test calls skip() otherwise, before it sets up
+ * anything.  Asserts. */
+bool tp_available(void);
+
 /*
  * tp_spawn() - forks @fn(@userdata) as a tracee (PTRACE_TRACEME, then
  * stopped until the tracer has set PTRACE_O_EXITKILL and
  * PTRACE_O_TRACESYSGOOD) and lets it run up to its first tp_mark().
- * Returns its pid; it exits with @fn's return value (tu_fork()).  Asserts.
+ * Returns its pid; it exits with @fn's return value (tu_fork()).  Skips
+ * the test where ptrace is not allowed.  Asserts.
  */
 pid_t tp_spawn(tu_child_fn fn, void *userdata);
 
