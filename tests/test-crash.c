@@ -506,8 +506,13 @@ static uint64_t one_writer(const struct daemon *dm, struct follower *f, int op, 
         if ((int64_t)m.a != 0)
                 fail_msg("takeover: %s", strerror((int)-(int64_t)m.a));
 
-        /* what the writer killed before left */
+        /* what the writer killed before left, the same at both levels */
         seen = observe(dm->sock, 0, &ks->chunks);
+        {
+                struct state trusted = observe(dm->sock, SGL_READER_TRUSTED, &ks->chunks);
+
+                assert_memory_equal(&trusted, &seen, sizeof(seen));
+        }
         if (memcmp(&seen, before, sizeof(seen)) != 0 && memcmp(&seen, after, sizeof(seen)) != 0) {
                 print_state("seen", &seen);
                 print_state("before", before);
