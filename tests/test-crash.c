@@ -381,16 +381,16 @@ struct state {
         uint64_t gen[N_IDS + 1];
 };
 
-/* @s with the writer chain's pre-commit of @gen, then its operation. */
-static struct state state_pre(int op, uint64_t gen) {
+/* The area after a writer's pre-commit of @gen: every id at @gen. */
+static struct state state_pre(uint64_t gen) {
         struct state s = { { 0 } };
 
         for (uint64_t id = 1; id <= N_IDS; id++)
                 s.gen[id] = gen;
-        (void)op;
         return s;
 }
 
+/* ... and after its operation @op (which writes @gen). */
 static struct state state_op(const struct state *pre, int op, uint64_t gen) {
         struct state s = *pre;
 
@@ -523,7 +523,7 @@ static uint64_t one_writer(const struct daemon *dm, struct follower *f, int op, 
 
         assert_true(tp_cont(pid, NULL));
         assert_int_equal(hrecv(sv[0], H_OPDONE, &m, NULL), 0);
-        *before = state_pre(op, p.gen);
+        *before = state_pre(p.gen);
         *after = state_op(before, op, p.gen + 1);
         *gen = p.gen + 1;
 

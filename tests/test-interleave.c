@@ -339,7 +339,7 @@ static void dump_view(const struct test *t, const unsigned *obs, unsigned from, 
 }
 
 /* Which commit wrote @c (its bytes say so), or 0. */
-static unsigned writer_of(const struct test *t, const sgl_chunk *c, unsigned upto) {
+static unsigned writer_of(const sgl_chunk *c, unsigned upto) {
         uint64_t id = sgl_chunk_id(c);
 
         for (unsigned g = 1; g <= upto; g++) {
@@ -351,7 +351,6 @@ static unsigned writer_of(const struct test *t, const sgl_chunk *c, unsigned upt
                             is_pattern(sgl_chunk_data(c), sgl_chunk_size(c), id, g))
                                 return g;
         }
-        (void)t;
         return 0;
 }
 
@@ -401,7 +400,7 @@ static void validate(struct test *t, struct view *v, unsigned now, bool current)
                 if (k == -ENOENT)
                         continue;
                 assert_int_equal(k, 0);
-                obs[id] = writer_of(t, c, now);
+                obs[id] = writer_of(c, now);
                 if (obs[id] == 0)
                         fail_msg("%s reader: id %" PRIu64 " holds bytes no commit wrote", v->name, id);
                 check_version(t, id, obs[id], sgl_chunk_version(c));
