@@ -12,8 +12,8 @@
  *   after its one commit) has no memfd while open: records are staged in
  *   buf (rw == buf), and sealing writes the image into a fresh memfd of the
  *   size it needs (pwrite, no mapping, no fallocate) and seals it before
- *   anyone sees it.  Its mirror (ro) is mapped only when compaction reads
- *   it back (sgl_writer_seg_ro()).
+ *   anyone sees it.  Its mirror (ro) is made only when compaction reads
+ *   it back (sgl_writer_seg_ro(): a pread copy when small, else mapped).
  * - An open segment's rw mapping exists unless sealing it failed: it then
  *   takes no commit until sgl_writer_seal()/sgl_writer_tick() reseal it.
  *   Pages in [SGL_PAGE, protected_end) of the mapping are PROT_READ unless
@@ -46,7 +46,8 @@ struct sgl_wseg {
         uint8_t *buf;            /* one-shot: the malloc()ed image, until sealed */
         uint64_t buf_size;       /* its allocated size */
         const uint8_t *ro;       /* read-only mirror: all readback goes here
-                                  * (one-shot: mapped when first needed) */
+                                  * (one-shot: made when first needed) */
+        bool ro_copy;            /* ro is a malloc()ed copy, not a mapping */
         uint64_t used;           /* == commit_end, SGL_SEG_DATA when empty */
         uint64_t live;           /* spans of live data records */
         uint64_t protected_end;

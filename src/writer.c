@@ -146,7 +146,9 @@ static void seg_free(struct sgl_wseg *s) {
                 free(s->buf);
         else if (s->rw)
                 munmap(s->rw, s->size);
-        if (s->ro)
+        if (s->ro_copy)
+                free((void *)s->ro);
+        else if (s->ro)
                 munmap((void *)s->ro, s->size);
         sgl_close(s->rw_fd);
         sgl_close(s->ro_fd);
@@ -360,14 +362,40 @@ static int seg_map_ro(struct sgl_wseg *s) {
         return 0;
 }
 
-/* The read-only mirror of a sealed segment, mapped on first use (one-shot
- * segments are never mapped by the writer unless compaction reads them). */
+/* Below this size a one-shot segment's mirror is a private copy read with
+ * pread: cheaper than mmap, the faults and munmap (with its TLB flush). */
+#define RO_COPY_MAX (64u * 1024)
+
+/* The read-only mirror of a sealed segment, made on first use (one-shot
+ * segments are never mapped by the writer unless compaction reads them).
+ * The segment is sealed, so a copy is as good as a mapping. */
 int sgl_writer_seg_ro(struct sgl_wseg *s) {
+        uint8_t *p;
+
         if (s->ro)
                 return 0;
         if (s->ro_fd < 0)
                 return -EBADF;
-        return seg_map_ro(s);
+        if (s->size > RO_COPY_MAX)
+                return seg_map_ro(s);
+        p = malloc(s->size);
+        if (!p)
+                return -ENOMEM;
+        for (uint64_t off = 0; off < s->used;) {
+                ssize_t n = pread(s->ro_fd, p + off, s->used - off, (off_t)off);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        free(p);
+                        return n < 0 ? sgl_negerrno() : -EIO;
+                }
+                off += (uint64_t)n;
+        }
+        memset(p + s->used, 0, s->size - s->used);
+        s->ro = p;
+        s->ro_copy = true;
+        return 0;
 }
 
 /* A one-shot segment's memory: staged in a heap image, no memfd yet.  The
