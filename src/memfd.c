@@ -9,7 +9,7 @@
  *
  * Invariants:
  *  - A memfd leaves sgl_memfd_create() (fallocate) and
- *    sgl_memfd_create_filled() (pwrite of every page) with its final size,
+ *    sgl_memfd_create_sealed() (pwrite of every page) with its final size,
  *    every page of it allocated, no exec bit, and F_SEAL_SHRINK|F_SEAL_GROW
  *    already set: no mapping of it can ever SIGBUS and no fault on it ever
  *    allocates memory.
@@ -105,15 +105,15 @@ static int memfd_new(const char *name) {
  * -EFBIG if @size does not fit in off_t or exceeds RLIMIT_FSIZE, -ENOSPC or
  * -ENOMEM if the memory cannot be allocated now, or another -errno.
  */
-/* Size seals first thing, before the descriptor can escape: from then on no
+/* Size seals (plus @more) before the descriptor can escape: from then on no
  * mapping of the file can ever SIGBUS. */
-static int seal_size(int fd) {
-        if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE | F_SEAL_EXEC) < 0) {
+static int seal_size(int fd, int more) {
+        if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE | F_SEAL_EXEC | more) < 0) {
                 /* Kernels before 6.3 do not know F_SEAL_EXEC and say EINVAL;
                  * there the fchmod() in memfd_new() is all we can do. */
                 if (errno != EINVAL)
                         return sgl_negerrno();
-                if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE) < 0)
+                if (fcntl(fd, F_ADD_SEALS, SGL_SEALS_BASE | more) < 0)
                         return sgl_negerrno();
         }
         return 0;
@@ -131,7 +131,7 @@ static int check_fsize(uint64_t size) {
         return 0;
 }
 
-int sgl_memfd_create_filled(const char *name, const void *image, uint64_t len,
+int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
                             uint64_t size) {
         _cleanup_close_ int fd = -1;
         int r;
@@ -150,9 +150,6 @@ int sgl_memfd_create_filled(const char *name, const void *image, uint64_t len,
                 return fd;
         if (ftruncate(fd, (off_t)size) < 0)
                 return sgl_negerrno();
-        r = seal_size(fd);
-        if (r < 0)
-                return r;
         /* pwrite allocates, zeroes and fills each page in one go: cheaper
          * than fallocate and then faulting the pages in through a mapping */
         for (uint64_t off = 0; off < len;) {
@@ -164,6 +161,10 @@ int sgl_memfd_create_filled(const char *name, const void *image, uint64_t len,
                         return n < 0 ? sgl_negerrno() : -EIO;
                 off += (uint64_t)n;
         }
+        /* the descriptor has not left this function: every seal at once */
+        r = seal_size(fd, F_SEAL_WRITE | F_SEAL_SEAL);
+        if (r < 0)
+                return r;
         return TAKE_FD(fd);
 }
 
@@ -194,7 +195,7 @@ int sgl_memfd_create(const char *name, uint64_t size) {
         if (fallocate(fd, 0, 0, (off_t)size) < 0)
                 return sgl_negerrno();
 
-        r = seal_size(fd);
+        r = seal_size(fd, 0);
         if (r < 0)
                 return r;
         return TAKE_FD(fd);

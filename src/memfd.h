@@ -21,12 +21,13 @@
 int sgl_memfd_create(const char *name, uint64_t size);
 
 /*
- * sgl_memfd_create_filled() - like sgl_memfd_create(), but filled with the
- * @len bytes at @image by pwrite instead of fallocate: @len must reach into
- * the last page of @size, so every page is written and none is sparse.
- * Returns the read-write descriptor or -errno.
+ * sgl_memfd_create_sealed() - like sgl_memfd_create(), but filled with the
+ * @len bytes at @image by pwrite instead of fallocate (@len must reach into
+ * the last page of @size, so every page is written and none is sparse),
+ * then sealed F_SEAL_WRITE|F_SEAL_SEAL too, in the same F_ADD_SEALS.
+ * Returns the (read-write, immutable) descriptor or -errno.
  */
-int sgl_memfd_create_filled(const char *name, const void *image, uint64_t len,
+int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
                             uint64_t size);
 
 /* Adds F_SEAL_FUTURE_WRITE: no new writable mapping, no write(2). */

@@ -563,16 +563,13 @@ static int seal_buf(sgl_writer *w, struct sgl_wseg *s) {
         struct sgl_seg_header *h = (struct sgl_seg_header *)s->buf;
         uint64_t size = sgl_seg_size_for(s->used);
         char name[64];
-        int r, ro;
+        int ro;
 
         h->size = size;
         snprintf(name, sizeof(name), "sigillo-%s", w->name);
-        fd = sgl_memfd_create_filled(name, s->buf, s->used, size);
+        fd = sgl_memfd_create_sealed(name, s->buf, s->used, size);
         if (fd < 0)
                 return fd;
-        r = sgl_memfd_seal_write(fd);
-        if (r < 0)
-                return r;
         ro = sgl_memfd_reopen_ro(fd);
         if (ro < 0)
                 return ro;
