@@ -361,7 +361,7 @@ static const char *iox_settings(size_t size, int kind) {
 
 const struct alt alt_iceoryx = {
         .name = "iceoryx",
-        .flags = ALT_ICEORYX,
+        .flags = ALT_ICEORYX | ALT_PRODUCES,
         .create = iox_create,
         .open_writer = iox_open_writer,
         .send = iox_send,

@@ -175,6 +175,7 @@ static const char *ring_settings(size_t size, int kind) {
 
 const struct alt alt_ring_busy = {
         .name = "ring-busy",
+        .flags = ALT_PRODUCES,
         .create = ring_create,
         .open_writer = ring_open,
         .send = ring_send,
@@ -189,6 +190,7 @@ const struct alt alt_ring_busy = {
 
 const struct alt alt_ring_futex = {
         .name = "ring-futex",
+        .flags = ALT_PRODUCES,
         .create = ring_create,
         .open_writer = ring_open,
         .send = ring_send,

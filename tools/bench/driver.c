@@ -117,6 +117,19 @@ static void check(struct board *b, unsigned idx, const void *data, size_t size,
                 b->bad[idx]++;
 }
 
+/*
+ * Every transport pays one production copy of the payload per message: a
+ * transport that writes into shared memory (ALT_PRODUCES) copies @buf
+ * there in send(); for the others the message is produced into a private
+ * buffer here, which they then send (and re-send, for fan-out).
+ */
+static const void *produce(const struct chan *c, void *stage, const void *buf, size_t size) {
+        if (c->alt->flags & ALT_PRODUCES)
+                return buf;
+        memcpy(stage, buf, size);
+        return stage;
+}
+
 static void *stamp_buf(size_t size) {
         void *buf = malloc(size);
 
@@ -229,10 +242,11 @@ static int lat_proc(struct board *bd, unsigned idx, void *userdata) {
         struct chan *in = idx == 0 ? &x->b : &x->a;
         size_t size = x->r->size;
         uint64_t *buf = stamp_buf(size);
+        void *stage = malloc(size);
         uint64_t t0 = 0;
         int k;
 
-        if (!buf)
+        if (!buf || !stage)
                 return -ENOMEM;
         if ((k = out->alt->open_writer(out)) < 0) {
                 fail(bd, "%s: open writer: %s", out->alt->name, strerror(-k));
@@ -264,7 +278,7 @@ static int lat_proc(struct board *bd, unsigned idx, void *userdata) {
 
                 if (idx == 0) {
                         buf[0] = i;
-                        if ((k = out->alt->send(out, buf, size)) < 0)
+                        if ((k = out->alt->send(out, produce(out, stage, buf, size), size)) < 0)
                                 break;
                 }
                 if ((k = in->alt->recv(in, 0, &data, &got)) < 0)
@@ -273,7 +287,7 @@ static int lat_proc(struct board *bd, unsigned idx, void *userdata) {
                 in->alt->release(in, 0);
                 if (idx == 1) {
                         buf[0] = i;
-                        if ((k = out->alt->send(out, buf, size)) < 0)
+                        if ((k = out->alt->send(out, produce(out, stage, buf, size), size)) < 0)
                                 break;
                 }
         }
@@ -291,6 +305,7 @@ static int lat_proc(struct board *bd, unsigned idx, void *userdata) {
                 return -EIO;
         in->alt->close_reader(in, 0);
         out->alt->close_writer(out);
+        free(stage);
         free(buf);
         return 0;
 }
@@ -392,10 +407,11 @@ static int stream_writer(struct board *bd, struct stream_ctx *x) {
         unsigned sends = copying ? r->reads : 1;
         double *samples = NULL;
         uint64_t *buf = stamp_buf(r->size);
+        void *stage = malloc(r->size);
         uint64_t t0;
         int k;
 
-        if (!buf)
+        if (!buf || !stage)
                 return -ENOMEM;
         if (x->kind == STREAM_COMMIT && !(samples = calloc(r->iters, sizeof(double))))
                 return -ENOMEM;
@@ -415,10 +431,13 @@ static int stream_writer(struct board *bd, struct stream_ctx *x) {
                 if ((c->alt->flags & ALT_WINDOW) && i >= c->window &&
                     (k = wait_credit(bd, c, i + 1 - c->window)) < 0)
                         goto fail;
+                const void *msg;
+
                 buf[0] = i;
+                msg = produce(c, stage, buf, r->size);
                 for (unsigned s = 0; s < sends; s++) {
                         uint64_t t = samples ? now_ns() : 0;
-                        if ((k = c->alt->send(c, buf, r->size)) < 0)
+                        if ((k = c->alt->send(c, msg, r->size)) < 0)
                                 goto fail;
                         if (samples)
                                 samples[i] = (double)(now_ns() - t);
@@ -446,6 +465,7 @@ static int stream_writer(struct board *bd, struct stream_ctx *x) {
         mem_mark(&bd->mem[0]);
         c->alt->close_writer(c);
         free(samples);
+        free(stage);
         free(buf);
         return 0;
 fail:

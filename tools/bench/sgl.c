@@ -224,7 +224,7 @@ static const char *strict_settings(size_t size, int kind) {
 
 const struct alt alt_sgl_trusted = {
         .name = "sigillo-trusted",
-        .flags = ALT_WINDOW | ALT_TWO_PHASE,
+        .flags = ALT_WINDOW | ALT_TWO_PHASE | ALT_PRODUCES,
         .create = trusted_create,
         .open_writer = sgl_open_writer,
         .serve = sgl_serve,
@@ -241,7 +241,7 @@ const struct alt alt_sgl_trusted = {
 
 const struct alt alt_sgl_strict = {
         .name = "sigillo-strict",
-        .flags = ALT_WINDOW | ALT_TWO_PHASE,
+        .flags = ALT_WINDOW | ALT_TWO_PHASE | ALT_PRODUCES,
         .create = strict_create,
         .open_writer = sgl_open_writer,
         .serve = sgl_serve,
