@@ -82,8 +82,7 @@ enum {
         ALT_WINDOW = 1u << 0,   /* needs the driver's credit window */
         ALT_COPYING = 1u << 1,  /* each read is a copy: re-send to re-read */
         ALT_ICEORYX = 1u << 2,  /* needs iox-roudi */
-        ALT_TWO_PHASE = 1u << 3,/* readers connect while the writer serves */
-        ALT_PRODUCES = 1u << 4, /* send() writes the payload into shared memory */
+        ALT_PRODUCES = 1u << 3, /* send() writes the payload into shared memory */
 };
 
 struct alt {

@@ -13,8 +13,11 @@
  * is superseded only once every reader has released it, so readers see
  * every message and compaction can retire old segments.
  *
- * A process that is both writer and reader (ping-pong) serves its host
- * while it waits, as its event loop would.
+ * Waiting: a busy reader spins on sgl_reader_next(); a blocking STRICT
+ * reader polls sgl_reader_get_fd() (the host's pushes arrive there), a
+ * blocking TRUSTED reader sleeps in sgl_reader_wait().  A process that is
+ * both writer and reader (ping-pong) serves its host while it waits, as its
+ * event loop would.
  */
 #include <errno.h>
 #include <poll.h>
@@ -224,7 +227,7 @@ static const char *strict_settings(size_t size, int kind) {
 
 const struct alt alt_sgl_trusted = {
         .name = "sigillo-trusted",
-        .flags = ALT_WINDOW | ALT_TWO_PHASE | ALT_PRODUCES,
+        .flags = ALT_WINDOW | ALT_PRODUCES,
         .create = trusted_create,
         .open_writer = sgl_open_writer,
         .serve = sgl_serve,
@@ -241,7 +244,7 @@ const struct alt alt_sgl_trusted = {
 
 const struct alt alt_sgl_strict = {
         .name = "sigillo-strict",
-        .flags = ALT_WINDOW | ALT_TWO_PHASE | ALT_PRODUCES,
+        .flags = ALT_WINDOW | ALT_PRODUCES,
         .create = strict_create,
         .open_writer = sgl_open_writer,
         .serve = sgl_serve,
