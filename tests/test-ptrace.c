@@ -111,6 +111,30 @@ static int tp_resume(pid_t pid, enum __ptrace_request req, int *ret_status) {
         }
 }
 
+void tp_run(pid_t pid) {
+        int sig = tp_pending;
+
+        tp_pending = 0;
+        assert_int_equal(ptrace(PTRACE_CONT, pid, NULL, (void *)(long)sig), 0);
+}
+
+bool tp_wait_mark(pid_t pid, int *ret_status) {
+        for (;;) {
+                int status = tp_wait(pid), sig;
+
+                if (ret_status)
+                        *ret_status = status;
+                if (WIFEXITED(status) || WIFSIGNALED(status))
+                        return false;
+                assert_true(WIFSTOPPED(status));
+                sig = WSTOPSIG(status);
+                if (sig == SIGSTOP)
+                        return true;
+                /* not ours: deliver it and wait on */
+                assert_int_equal(ptrace(PTRACE_CONT, pid, NULL, (void *)(long)sig), 0);
+        }
+}
+
 bool tp_cont(pid_t pid, int *status) {
         int k = tp_resume(pid, PTRACE_CONT, status);
 

@@ -58,6 +58,12 @@ void tp_mark(void);
  * exited (its status in *@status, may be NULL).  Asserts. */
 bool tp_cont(pid_t pid, int *status);
 
+/* Resumes the tracee and returns at once, so that the tracer can talk to
+ * it; tp_wait_mark() then waits for its next tp_mark() (true) or its end
+ * (false, status in *@status, may be NULL).  Both assert. */
+void tp_run(pid_t pid);
+bool tp_wait_mark(pid_t pid, int *status);
+
 /*
  * tp_step() - resumes the tracee for one instruction (TP_INSN) or up to its
  * next syscall-entry or syscall-exit stop (TP_SYSCALL).  Returns TP_STEP,
