@@ -584,7 +584,7 @@ static void interleave(void **state) {
                         assert_true(t->sealed > sealed);
                 if (c->expect & X_RETIRE)
                         assert_true(t->retired > retired);
-                print_message("commit %u (%s): %" PRIu64 " instructions, every %u. stop validated\n",
+                print_message("commit %u (%s): %" PRIu64 " instructions, 1 stop in %u validated\n",
                               g, c->name, steps, stride);
                 if (g < N_COMMITS)
                         assert_true(tp_cont(t->pid, &status));
