@@ -60,4 +60,9 @@ else
         grep -q '^64B *iceoryx .* ok [0-9]' "$out" || fail "iceoryx neither ran nor was skipped"
 fi
 grep -q '^== goals' "$out" || fail "goal table missing"
+
+# the machine-readable form: one verified line per transport
+"$BENCH" --quick --tsv --only=fanout-strict > "$out" 2>&1 || fail "--tsv exited $?"
+[ "$(grep -c '^fanout-strict	1048576	[a-z-]*	4	[^	]*	ok	' "$out")" -eq 3 ] ||
+        fail "--tsv rows missing"
 echo "ok - sigillo-bench --quick: every row present, every message verified"

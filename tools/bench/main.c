@@ -164,6 +164,8 @@ static int alt_index(const struct scenario *s, const char *name) {
 }
 
 static void print_header(const struct scenario *s) {
+        if (opt.tsv)
+                return;
         printf("\n== %s: %s\n", s->name, s->title);
         printf("%-5s %-19s %-28s %12s %-25s %-22s %-14s %-19s %s\n",
                "size", "transport", "settings", "median", "p10..p90", "ratio",
@@ -177,6 +179,18 @@ static void print_row(const struct scenario *s, unsigned si, unsigned a) {
 
         snprintf(name, sizeof(name), "%s%s", s->alts[a]->name,
                  s->kind == K_COMMIT ? (c->readers > 1 ? " 16r" : " 1r") : "");
+        if (opt.tsv) {
+                printf("%s\t%zu\t%s\t%u\t%s\t%s\t%.6g\t%.6g\t%.6g\t%.6g\t"
+                       "%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n",
+                       s->name, size, s->alts[a]->name, c->readers, c->settings ? c->settings : "",
+                       c->skipped ? "skipped" : c->failed ? "failed" : c->bad ? "bad" : "ok",
+                       c->med, c->p10, c->p90, c->msgs,
+                       (unsigned long long)c->wmem.rss, (unsigned long long)c->wmem.pss,
+                       (unsigned long long)c->rmem.rss, (unsigned long long)c->rmem.pss,
+                       (unsigned long long)c->rmem.shared, (unsigned long long)c->checked,
+                       (unsigned long long)c->bad);
+                return;
+        }
         if (c->skipped || c->failed) {
                 printf("%-5s %-19s %-28s %s%s\n", size_str(size), name, c->settings ? c->settings : "",
                        c->skipped ? "skipped: " : "FAILED", c->skipped ? iox_unavailable() : "");
@@ -365,6 +379,8 @@ static void goal(const char *what, const char *scen, size_t size, const char *nu
 static void print_goals(void) {
         static const size_t all[] = { 64, 4 * KiB, 64 * KiB, MiB, 16 * MiB };
 
+        if (opt.tsv)
+                return;
         printf("\n== goals (issue 5): ratio of medians\n");
         goal("TRUSTED busy one-way latency", "lat-trusted", 64, "sigillo-trusted", 0, "iceoryx", 0, true, 0.25, false);
         goal("TRUSTED busy one-way latency", "lat-trusted", 64, "sigillo-trusted", 0, "ring-busy", 0, true, 1.5, false);
@@ -425,6 +441,10 @@ static void usage(FILE *f) {
                 "  --transports=T[,T...]  only these transports (for profiling):\n"
                 "                    sigillo-trusted sigillo-strict ring-busy ring-futex\n"
                 "                    sealed-memfd iceoryx unix-stream unix-seqpacket pipe\n"
+                "  --tsv             tab-separated values instead of the table: scenario,\n"
+                "                    size, transport, readers, settings, status, median, p10,\n"
+                "                    p90 (ns, or bytes/s for throughput), messages/s, writer\n"
+                "                    rss/pss, reader rss/pss/shared (KiB), checked, bad\n"
                 "  -h, --help        this text\n");
 }
 
@@ -435,6 +455,7 @@ int main(int argc, char **argv) {
                 { "sizes", required_argument, NULL, 's' },
                 { "reps", required_argument, NULL, 'r' },
                 { "transports", required_argument, NULL, 't' },
+                { "tsv", no_argument, NULL, 'T' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -465,6 +486,9 @@ int main(int argc, char **argv) {
                 }
                 case 't':
                         opt.transports = optarg;
+                        break;
+                case 'T':
+                        opt.tsv = true;
                         break;
                 case 'r':
                         opt.reps = (unsigned)strtoul(optarg, &end, 10);
@@ -511,14 +535,16 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
         payload_init(16 * MiB);
         uname(&u);
-        printf("sigillo-bench %s%s: %u repetition%s, interleaved; %ld CPUs; %s %s\n",
+        printf("%ssigillo-bench %s%s: %u repetition%s, interleaved; %ld CPUs; %s %s\n",
+               opt.tsv ? "# " : "",
                PACKAGE_VERSION, opt.quick ? " --quick" : "", opt.reps, opt.reps == 1 ? "" : "s",
                sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release);
-        printf("latency: one-way, ping-pong/2; throughput: one writer, one reader, every byte "
-               "checksummed;\nmemory: growth of /proc/PID/smaps_rollup Rss/Pss/Shared from the process's "
-               "start to the end of the last repetition\n");
+        if (!opt.tsv)
+                printf("latency: one-way, ping-pong/2; throughput: one writer, one reader, every byte "
+                       "checksummed;\nmemory: growth of /proc/PID/smaps_rollup Rss/Pss/Shared from the "
+                       "process's start to the end of the last repetition\n");
         if (want_iox && iox_start() < 0)
-                printf("iceoryx: %s\n", iox_unavailable());
+                printf("%siceoryx: %s\n", opt.tsv ? "# " : "", iox_unavailable());
         for (unsigned i = 0; i < N_SCENARIOS; i++)
                 if (selected(&scenarios[i]) && run_scenario(&scenarios[i]) < 0)
                         ret = 1;
@@ -529,6 +555,7 @@ int main(int argc, char **argv) {
                         for (unsigned a = 0; a < MAX_ALTS; a++)
                                 if (cells[sc][si][a].bad)
                                         ret = 1;
-        printf("\nverification: %s\n", ret == 0 ? "all messages verified" : "FAILURES (see above)");
+        printf("%sverification: %s\n", opt.tsv ? "# " : "\n",
+               ret == 0 ? "all messages verified" : "FAILURES (see above)");
         return ret;
 }
