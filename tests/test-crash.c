@@ -84,9 +84,6 @@
 #define CRASH_HOST 0
 #endif
 
-#ifndef SIGILLOD_PATH
-#define SIGILLOD_PATH "tools/sigillod/sigillod"
-#endif
 
 #define SEG_SIZE (16 * 1024)
 #define N_IDS 8
@@ -160,90 +157,6 @@ static int put(sgl_writer *w, uint64_t id, uint64_t gen, size_t size) {
 }
 
 /* ============================================================== daemon === */
-
-static uint64_t mono_ms(void) {
-        return (uint64_t)(mono_usec() / 1000);
-}
-
-static void dmn_init(struct daemon *dm) {
-        memset(dm, 0, sizeof(*dm));
-        dm->dir = tu_mkdtemp(NULL);
-        snprintf(dm->sock, sizeof(dm->sock), "%s/socket", dm->dir);
-        snprintf(dm->policy, sizeof(dm->policy), "%s/policy.d", dm->dir);
-        snprintf(dm->log, sizeof(dm->log), "%s/log", dm->dir);
-        assert_int_equal(mkdir(dm->policy, 0755), 0);
-}
-
-/* Starts sigillod on dm->sock, with $NOTIFY_SOCKET and the stored
- * descriptors (LISTEN_FDS) if set; returns once it accepts connections. */
-static void dmn_start(struct daemon *dm) {
-        const char *path = getenv("SIGILLOD");
-        uint64_t deadline;
-
-        if (!path || !*path)
-                path = SIGILLOD_PATH;
-        fflush(stdout);
-        fflush(stderr);
-        dm->pid = fork();
-        assert_true(dm->pid >= 0);
-        if (dm->pid == 0) {
-                int log = open(dm->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                char num[32], *names;
-                int high[512];
-
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (log < 0 || null < 0 || dup2(log, 2) < 0 || dup2(null, 0) < 0)
-                        _exit(126);
-                unsetenv("NOTIFY_SOCKET");
-                unsetenv("LISTEN_PID");
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_FDNAMES");
-                if (dm->notify)
-                        setenv("NOTIFY_SOCKET", dm->notify, 1);
-                if (dm->n_listen > 0) {
-                        if (dm->n_listen > 512 || !(names = calloc(dm->n_listen, 256)))
-                                _exit(125);
-                        for (size_t i = 0; i < dm->n_listen; i++)
-                                if ((high[i] = fcntl(dm->listen_fds[i], F_DUPFD_CLOEXEC, 2000)) < 0)
-                                        _exit(124);
-                        for (size_t i = 0; i < dm->n_listen; i++) {
-                                if (dup2(high[i], 3 + (int)i) < 0)
-                                        _exit(123);
-                                if (i > 0)
-                                        strcat(names, ":");
-                                strcat(names, dm->listen_names[i]);
-                        }
-                        close_range(3 + (unsigned)dm->n_listen, ~0U, 0);
-                        snprintf(num, sizeof(num), "%zu", dm->n_listen);
-                        setenv("LISTEN_FDS", num, 1);
-                        setenv("LISTEN_FDNAMES", names, 1);
-                        snprintf(num, sizeof(num), "%d", (int)getpid());
-                        setenv("LISTEN_PID", num, 1);
-                } else {
-                        close_range(3, ~0U, 0);
-                }
-                execl(path, path, "--socket", dm->sock, "--policy", dm->policy, (char *)NULL);
-                _exit(127);
-        }
-
-        deadline = mono_ms() + 10000;
-        for (;;) {
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                int k;
-
-                assert_true(s >= 0);
-                strcpy(sa.sun_path, dm->sock);
-                k = connect(s, (struct sockaddr *)&sa, sizeof(sa));
-                close(s);
-                if (k == 0)
-                        break;
-                assert_int_equal(waitpid(dm->pid, NULL, WNOHANG), 0);
-                assert_true(mono_ms() < deadline);
-                usleep(10000);
-        }
-}
 
 /* Descriptors the daemon holds for one area without readers: its control
  * page and each live segment; @nsegs as a fresh reader counts them. */
@@ -589,8 +502,8 @@ static void writer_killed(void **state) {
                 skip();
         printf("writer_killed: seed %" PRIu64 " (CRASH_SEED), %u random kills per operation\n",
                seed, n_random);
-        dmn_init(&dm);
-        dmn_start(&dm);
+        daemon_init(&dm);
+        daemon_start(&dm, NULL);
         base = daemon_baseline(&dm);
 
         /* the area exists before the follower joins */
@@ -931,8 +844,8 @@ static void reader_killed(void **state) {
         int k;
 
         (void)state;
-        dmn_init(&dm);
-        dmn_start(&dm);
+        daemon_init(&dm);
+        daemon_start(&dm, NULL);
         base = daemon_baseline(&dm);
         fds = tu_count_fds();
         /* readers first: none may inherit the writer's mappings */
@@ -1009,127 +922,7 @@ static void reader_killed(void **state) {
 
 /* ======================================================= daemon killed === */
 
-#define STORE_MAX 512
 #define DK_IDS 16
-
-/* The service manager's fd store: a thread takes $NOTIFY_SOCKET's
- * datagrams as they come (FDSTORE=1 / FDSTOREREMOVE=1 with FDNAME=). */
-struct store {
-        int sock;
-        char path[256];
-        char names[STORE_MAX][80];
-        int fds[STORE_MAX];
-        size_t n;
-        unsigned ready, errors;
-        bool stop;
-        pthread_t thread;
-        pthread_mutex_t lock;
-};
-
-static void store_take(struct store *st) {
-        for (;;) {
-                char buf[4096], name[80] = "", *line, *save = NULL;
-                int fds[SGL_FDPASS_MAX];
-                size_t nfds = 0;
-                bool put_fd = false, remove = false;
-                ssize_t n = sgl_fdpass_recv(st->sock, buf, sizeof(buf) - 1, fds, SGL_FDPASS_MAX, &nfds);
-
-                if (n == -EAGAIN)
-                        return;
-                if (n <= 0) {
-                        st->errors++;
-                        return;
-                }
-                buf[n] = '\0';
-                for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                        if (strcmp(line, "READY=1") == 0)
-                                st->ready++;
-                        else if (strcmp(line, "FDSTORE=1") == 0)
-                                put_fd = true;
-                        else if (strcmp(line, "FDSTOREREMOVE=1") == 0)
-                                remove = true;
-                        else if (strncmp(line, "FDNAME=", 7) == 0 && strlen(line + 7) < sizeof(name))
-                                strcpy(name, line + 7);
-                }
-                if (remove || put_fd)
-                        for (size_t i = 0; i < st->n;) {
-                                if (strcmp(st->names[i], name) != 0) {
-                                        i++;
-                                        continue;
-                                }
-                                close(st->fds[i]);
-                                st->n--;
-                                memcpy(st->names[i], st->names[st->n], sizeof(st->names[i]));
-                                st->fds[i] = st->fds[st->n];
-                        }
-                if (put_fd && nfds == 1 && name[0] && st->n < STORE_MAX) {
-                        strcpy(st->names[st->n], name);
-                        st->fds[st->n++] = fds[0];
-                } else {
-                        if (put_fd)
-                                st->errors++;
-                        for (size_t i = 0; i < nfds; i++)
-                                close(fds[i]);
-                }
-        }
-}
-
-static void *store_thread(void *userdata) {
-        struct store *st = userdata;
-
-        for (;;) {
-                struct pollfd p = { .fd = st->sock, .events = POLLIN };
-                bool stop;
-
-                (void)poll(&p, 1, 20);
-                pthread_mutex_lock(&st->lock);
-                store_take(st);
-                stop = st->stop;
-                pthread_mutex_unlock(&st->lock);
-                if (stop)
-                        return NULL;
-        }
-}
-
-static void store_open(struct store *st, const struct daemon *dm) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        memset(st, 0, sizeof(*st));
-        snprintf(st->path, sizeof(st->path), "%s/notify", dm->dir);
-        st->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        assert_true(st->sock >= 0);
-        strcpy(sa.sun_path, st->path);
-        assert_int_equal(bind(st->sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        assert_int_equal(pthread_mutex_init(&st->lock, NULL), 0);
-        assert_int_equal(pthread_create(&st->thread, NULL, store_thread, st), 0);
-}
-
-static void store_wait_ready(struct store *st, unsigned n) {
-        int64_t deadline = mono_usec() + 10 * 1000000LL;
-
-        for (;;) {
-                bool ok;
-
-                pthread_mutex_lock(&st->lock);
-                ok = st->ready >= n;
-                pthread_mutex_unlock(&st->lock);
-                if (ok)
-                        return;
-                assert_true(mono_usec() < deadline);
-                usleep(5000);
-        }
-}
-
-static void store_close(struct store *st) {
-        pthread_mutex_lock(&st->lock);
-        st->stop = true;
-        pthread_mutex_unlock(&st->lock);
-        pthread_join(st->thread, NULL);
-        assert_int_equal(st->errors, 0);
-        for (size_t i = 0; i < st->n; i++)
-                close(st->fds[i]);
-        close(st->sock);
-}
 
 /* Which id generation @gen writes, and the generation of @id once the
  * writer committed 1 ... @last. */
@@ -1295,10 +1088,10 @@ static void daemon_killed(void **state) {
 
         (void)state;
         fds = tu_count_fds();
-        dmn_init(&dm);
+        daemon_init(&dm);
         store_open(&sm, &dm);
         dm.notify = sm.path;
-        dmn_start(&dm);
+        daemon_start(&dm, NULL);
         store_wait_ready(&sm, 1);
 
         wctx = (struct rctx) { .address = dm.sock, .name = "load" };
@@ -1368,7 +1161,7 @@ static void daemon_killed(void **state) {
         dm.listen_fds = fds_listen;
         dm.listen_names = names;
         dm.n_listen = n;
-        dmn_start(&dm);
+        daemon_start(&dm, NULL);
         for (size_t i = 0; i < n; i++) {
                 close(fds_listen[i]);
                 free(names[i]);
@@ -1418,6 +1211,8 @@ static void daemon_killed(void **state) {
         /* the restarted daemon holds the area, nothing more */
         daemon_wait_fds(&dm, nonarea + area_fds(dm.sock, "load"));
         daemon_stop(&dm);
+        STORE_WAIT(&sm, true); /* the store took everything without a fault */
+        STORE_UNLOCK(&sm);
         store_close(&sm);
         assert_int_equal(tu_count_fds(), fds);
         printf("daemon_killed: 1 daemon SIGKILLed under load after %" PRIu64 " commits "

@@ -80,9 +80,6 @@
 #include "test-util.h"
 #include "test-sigillod.h"
 
-#ifndef SIGILLOD_PATH
-#define SIGILLOD_PATH "tools/sigillod/sigillod"
-#endif
 
 #define NOBODY 65534
 #define LEGIT "legit"
@@ -132,12 +129,6 @@ static uint64_t range_hash(uint64_t first, uint64_t last) {
         return h;
 }
 
-static uint64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void close_others(int keep) {
         if (keep > 3)
                 close_range(3, (unsigned)keep - 1, 0);
@@ -146,67 +137,6 @@ static void close_others(int keep) {
 
 /* ------------------------------------------------------------ the daemon */
 
-
-static void daemon_start(struct daemon *dm, const char *const *extra) {
-        const char *path = getenv("SIGILLOD");
-        const char *argv[32];
-        char policy[256];
-        size_t n = 0;
-        uint64_t deadline;
-
-        memset(dm, 0, sizeof(*dm));
-        dm->dir = tu_mkdtemp(NULL);
-        assert_int_equal(chmod(dm->dir, 0755), 0);
-        snprintf(dm->sock, sizeof(dm->sock), "%s/socket", dm->dir);
-        snprintf(dm->log, sizeof(dm->log), "%s/log", dm->dir);
-        snprintf(policy, sizeof(policy), "%s/policy.d", dm->dir);
-        if (!path || !*path)
-                path = SIGILLOD_PATH;
-        argv[n++] = path;
-        argv[n++] = "--socket";
-        argv[n++] = dm->sock;
-        argv[n++] = "--policy";
-        argv[n++] = policy;
-        for (; extra && *extra && n < ELEMENTSOF(argv) - 2; extra++)
-                argv[n++] = *extra;
-        if (getenv("SGLD_TEST_VERBOSE"))
-                argv[n++] = "--verbose";
-        argv[n] = NULL;
-
-        if (getenv("SGLD_TEST_LOG"))
-                fprintf(stderr, "sigillod log: %s\n", dm->log);
-        fflush(stdout);
-        fflush(stderr);
-        dm->pid = fork();
-        assert_true(dm->pid >= 0);
-        if (dm->pid == 0) {
-                int fd = open(dm->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd < 0 || null < 0 || dup2(fd, 2) < 0 || dup2(null, 0) < 0)
-                        _exit(126);
-                close_range(3, ~0U, 0);
-                execv(path, (char *const *)argv);
-                _exit(127);
-        }
-        deadline = mono_ms() + 10000;
-        for (;;) {
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                int k;
-
-                assert_true(s >= 0);
-                strcpy(sa.sun_path, dm->sock);
-                k = connect(s, (struct sockaddr *)&sa, sizeof(sa));
-                close(s);
-                if (k == 0)
-                        break;
-                assert_int_equal(waitpid(dm->pid, NULL, WNOHANG), 0);
-                assert_true(mono_ms() < deadline);
-                usleep(10000);
-        }
-}
 
 static void daemon_alive(const struct daemon *dm) {
         assert_int_equal(waitpid(dm->pid, NULL, WNOHANG), 0);
@@ -394,7 +324,7 @@ static int writer_main(void *userdata) {
         for (;;) {
                 struct cmd m;
                 ssize_t n = recv(p->sock, &m, sizeof(m), 0);
-                uint64_t t0 = mono_ms();
+                uint64_t t0 = daemon_now_ms();
 
                 TU_CHILD_CHECK(n == (ssize_t)sizeof(m));
                 if (m.op == X_EXIT) {
@@ -414,7 +344,7 @@ static int writer_main(void *userdata) {
                                 k = sgl_writer_publish_process(w);
                 }
                 /* v0: how long the commits took */
-                TU_CHILD_CHECK(child_send(p->sock, k < 0 ? k : 0, mono_ms() - t0, 0, 0) == 0);
+                TU_CHILD_CHECK(child_send(p->sock, k < 0 ? k : 0, daemon_now_ms() - t0, 0, 0) == 0);
         }
 }
 
@@ -443,7 +373,7 @@ static int reader_main(void *userdata) {
                         return 0;
                 }
                 TU_CHILD_CHECK(m.op == R_COLLECT);
-                deadline = mono_ms() + m.b;
+                deadline = daemon_now_ms() + m.b;
                 for (;;) {
                         struct pollfd pfd = { .fd = fd, .events = POLLIN };
                         sgl_chunk *c;
@@ -460,7 +390,7 @@ static int reader_main(void *userdata) {
                                 }
                                 sgl_chunk_unref(c);
                         }
-                        if (count >= m.a || mono_ms() >= deadline)
+                        if (count >= m.a || daemon_now_ms() >= deadline)
                                 break;
                         poll(&pfd, 1, 20);
                 }
@@ -684,6 +614,7 @@ static void garbage(void **state) {
         uint64_t seed = 1;
 
         (void)state;
+        daemon_init(&dm);
         daemon_start(&dm, NULL);
         dm.base = daemon_baseline(&dm);
         legit_start(&l, &dm);
@@ -806,6 +737,7 @@ static void stray_descriptors(void **state) {
         int socks[30];
 
         (void)state;
+        daemon_init(&dm);
         daemon_start(&dm, NULL);
         dm.base = daemon_baseline(&dm);
         legit_start(&l, &dm);
@@ -922,6 +854,7 @@ static void bad_segments(void **state) {
 
         (void)state;
         assert_true(devzero >= 0);
+        daemon_init(&dm);
         daemon_start(&dm, NULL);
         dm.base = daemon_baseline(&dm);
         legit_start(&l, &dm);
@@ -1101,6 +1034,7 @@ static void connection_churn(void **state) {
         int total = 0;
 
         (void)state;
+        daemon_init(&dm);
         daemon_start(&dm, limits);
         dm.base = daemon_baseline(&dm);
         legit_start(&l, &dm);
@@ -1144,10 +1078,10 @@ static void connection_churn(void **state) {
         /* a connection that never says HELLO is closed */
         {
                 int s = raw_connect(dm.sock);
-                uint64_t t0 = mono_ms();
+                uint64_t t0 = daemon_now_ms();
 
                 assert_int_equal(expect_close(s), 0);
-                assert_true(mono_ms() - t0 >= 400);
+                assert_true(daemon_now_ms() - t0 >= 400);
                 close(s);
         }
 
@@ -1181,6 +1115,7 @@ static void never_read(void **state) {
         int lazy[20], pinger;
 
         (void)state;
+        daemon_init(&dm);
         daemon_start(&dm, limits);
         dm.base = daemon_baseline(&dm);
         legit_start(&l, &dm);

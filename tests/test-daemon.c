@@ -84,7 +84,6 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -104,10 +103,6 @@
 #include "memfd.h"
 #include "test-util.h"
 #include "test-sigillod.h"
-
-#ifndef SIGILLOD_PATH
-#define SIGILLOD_PATH "tools/sigillod/sigillod"
-#endif
 
 #define NOBODY 65534
 #ifndef ELEMENTSOF
@@ -167,12 +162,6 @@ static uint64_t range_hash(uint64_t first, uint64_t last, uint32_t gen) {
         return h;
 }
 
-static uint64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* In a child: close every inherited descriptor except stdio and @keep. */
 static void close_others(int keep) {
         if (keep > 3)
@@ -184,107 +173,6 @@ static int drop_to(uid_t uid, gid_t gid) {
         if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
                 return -errno;
         return 0;
-}
-
-/* ------------------------------------------------------------ the daemon */
-
-
-static void daemon_init(struct daemon *dm) {
-        memset(dm, 0, sizeof(*dm));
-        dm->dir = tu_mkdtemp(NULL);
-        /* other uids must reach the socket */
-        assert_int_equal(chmod(dm->dir, 0755), 0);
-        snprintf(dm->sock, sizeof(dm->sock), "%s/socket", dm->dir);
-        snprintf(dm->policy, sizeof(dm->policy), "%s/policy.d", dm->dir);
-        snprintf(dm->log, sizeof(dm->log), "%s/log", dm->dir);
-        assert_int_equal(mkdir(dm->policy, 0755), 0);
-}
-
-static void daemon_start(struct daemon *dm, const char *const *extra) {
-        const char *path = getenv("SIGILLOD");
-        const char *argv[32];
-        size_t n = 0;
-        uint64_t deadline;
-
-        if (!path || !*path)
-                path = SIGILLOD_PATH;
-        argv[n++] = path;
-        argv[n++] = "--socket";
-        argv[n++] = dm->sock;
-        argv[n++] = "--policy";
-        argv[n++] = dm->policy;
-        for (; extra && *extra && n < ELEMENTSOF(argv) - 2; extra++)
-                argv[n++] = *extra;
-        if (getenv("SGLD_TEST_VERBOSE"))
-                argv[n++] = "--verbose";
-        argv[n] = NULL;
-
-        if (getenv("SGLD_TEST_LOG"))
-                fprintf(stderr, "sigillod log: %s\n", dm->log);
-        fflush(stdout);
-        fflush(stderr);
-        dm->pid = fork();
-        assert_true(dm->pid >= 0);
-        if (dm->pid == 0) {
-                int fd = open(dm->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (fd < 0 || null < 0 || dup2(fd, 2) < 0 || dup2(null, 0) < 0)
-                        _exit(126);
-                unsetenv("NOTIFY_SOCKET");
-                unsetenv("LISTEN_PID");
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_FDNAMES");
-                if (dm->notify)
-                        setenv("NOTIFY_SOCKET", dm->notify, 1);
-                if (dm->n_listen > 0) {
-                        char num[32], *names = calloc(dm->n_listen, 256);
-                        int high[256];
-
-                        if (!names || dm->n_listen > ELEMENTSOF(high))
-                                _exit(125);
-                        /* out of the way first, then into 3, 4, ... */
-                        for (size_t i = 0; i < dm->n_listen; i++)
-                                if ((high[i] = fcntl(dm->listen_fds[i], F_DUPFD_CLOEXEC, 1000)) < 0)
-                                        _exit(124);
-                        for (size_t i = 0; i < dm->n_listen; i++) {
-                                if (dup2(high[i], 3 + (int)i) < 0)
-                                        _exit(123);
-                                if (i > 0)
-                                        strcat(names, ":");
-                                strcat(names, dm->listen_names[i]);
-                        }
-                        close_range(3 + (unsigned)dm->n_listen, ~0U, 0);
-                        snprintf(num, sizeof(num), "%zu", dm->n_listen);
-                        setenv("LISTEN_FDS", num, 1);
-                        setenv("LISTEN_FDNAMES", names, 1);
-                        snprintf(num, sizeof(num), "%d", (int)getpid());
-                        setenv("LISTEN_PID", num, 1);
-                } else {
-                        close_range(3, ~0U, 0);
-                }
-                execv(path, (char *const *)argv);
-                _exit(127);
-        }
-
-        /* up once it accepts connections */
-        deadline = mono_ms() + 10000;
-        for (;;) {
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                int k;
-
-                assert_true(s >= 0);
-                strcpy(sa.sun_path, dm->sock);
-                k = connect(s, (struct sockaddr *)&sa, sizeof(sa));
-                close(s);
-                if (k == 0)
-                        break;
-                assert_int_equal(waitpid(dm->pid, NULL, WNOHANG), 0);
-                assert_true(mono_ms() < deadline);
-                usleep(10000);
-        }
 }
 
 /* --------------------------------------------------- raw protocol client */
@@ -838,7 +726,7 @@ static int reader_main(void *userdata) {
                 TU_CHILD_CHECK(n == (ssize_t)sizeof(m));
                 switch (m.op) {
                 case R_COLLECT: {
-                        uint64_t deadline = mono_ms() + m.b;
+                        uint64_t deadline = daemon_now_ms() + m.b;
 
                         TU_CHILD_CHECK(r);
                         for (;;) {
@@ -862,7 +750,7 @@ static int reader_main(void *userdata) {
                                         }
                                         sgl_chunk_unref(c);
                                 }
-                                if (count >= m.a || mono_ms() >= deadline)
+                                if (count >= m.a || daemon_now_ms() >= deadline)
                                         break;
                                 if (fd >= 0) {
                                         struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -1569,163 +1457,6 @@ static void library_writer(void **state) {
         /* PERSIST: the area stays without its writer */
         assert_int_equal(query_stat(dm.sock, "libarea", &st), 0);
         daemon_stop(&dm);
-}
-
-/* ------------------------------------------------- a service manager */
-
-#define STORE_MAX 512
-
-/* What systemd keeps for the daemon.  A thread takes the notifications as
- * they come (the datagram queue of $NOTIFY_SOCKET is short, and the
- * daemon must never wait on us); everything below is under @lock. */
-struct store {
-        int sock;                /* $NOTIFY_SOCKET */
-        char path[256];
-        char names[STORE_MAX][80];
-        int fds[STORE_MAX];
-        size_t n;
-        unsigned ready, stopping, removes, errors;
-        pthread_t thread;
-        pthread_mutex_t lock;
-        bool stop;
-};
-
-static void *store_thread(void *userdata);
-
-static void store_open(struct store *st, const struct daemon *dm) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-        memset(st, 0, sizeof(*st));
-        snprintf(st->path, sizeof(st->path), "%s/notify", dm->dir);
-        st->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        assert_true(st->sock >= 0);
-        strcpy(sa.sun_path, st->path);
-        assert_int_equal(bind(st->sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        assert_int_equal(pthread_mutex_init(&st->lock, NULL), 0);
-        assert_int_equal(pthread_create(&st->thread, NULL, store_thread, st), 0);
-}
-
-static void store_drop(struct store *st, const char *name) {
-        for (size_t i = 0; i < st->n;) {
-                if (strcmp(st->names[i], name) != 0) {
-                        i++;
-                        continue;
-                }
-                close(st->fds[i]);
-                st->n--;
-                memmove(st->names[i], st->names[st->n], sizeof(st->names[0]));
-                st->fds[i] = st->fds[st->n];
-        }
-}
-
-static int store_find(const struct store *st, const char *name) {
-        for (size_t i = 0; i < st->n; i++)
-                if (strcmp(st->names[i], name) == 0)
-                        return (int)i;
-        return -1;
-}
-
-/* Takes every notification now pending: FDSTORE, FDSTOREREMOVE, READY,
- * STOPPING, as systemd would. */
-static void store_pump(struct store *st) {
-        for (;;) {
-                char buf[4096], *line, *save = NULL, name[80] = "";
-                int fds[SGL_FDPASS_MAX];
-                size_t nfds = 0;
-                bool put = false, remove = false;
-                ssize_t n = sgl_fdpass_recv(st->sock, buf, sizeof(buf) - 1, fds, SGL_FDPASS_MAX, &nfds);
-
-                if (n == -EAGAIN)
-                        return;
-                if (n <= 0) {
-                        st->errors++;
-                        return;
-                }
-                buf[n] = '\0';
-                for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                        if (strcmp(line, "READY=1") == 0)
-                                st->ready++;
-                        else if (strcmp(line, "STOPPING=1") == 0)
-                                st->stopping++;
-                        else if (strcmp(line, "FDSTORE=1") == 0)
-                                put = true;
-                        else if (strcmp(line, "FDSTOREREMOVE=1") == 0)
-                                remove = true;
-                        else if (strncmp(line, "FDNAME=", 7) == 0 && strlen(line + 7) < sizeof(name))
-                                strcpy(name, line + 7);
-                        else if (strncmp(line, "STATUS=", 7) != 0)
-                                st->errors++;
-                }
-                /* FDNAME: at most 255 printable characters, no ':' */
-                if ((put || remove) && (!name[0] || strchr(name, ':')))
-                        st->errors++;
-                if (put && nfds == 1 && st->n < STORE_MAX) {
-                        strcpy(st->names[st->n], name);
-                        st->fds[st->n++] = fds[0];
-                } else {
-                        if (put || nfds > 0)
-                                st->errors++;
-                        for (size_t i = 0; i < nfds; i++)
-                                close(fds[i]);
-                }
-                if (remove) {
-                        store_drop(st, name);
-                        st->removes++;
-                }
-        }
-}
-
-static void *store_thread(void *userdata) {
-        struct store *st = userdata;
-
-        for (;;) {
-                struct pollfd p = { .fd = st->sock, .events = POLLIN };
-                bool stop;
-
-                poll(&p, 1, 20);
-                pthread_mutex_lock(&st->lock);
-                store_pump(st);
-                stop = st->stop;
-                pthread_mutex_unlock(&st->lock);
-                if (stop)
-                        return NULL;
-        }
-}
-
-/* Waits until @cond holds (5 s at most), with the store locked while it
- * is evaluated and afterwards: STORE_UNLOCK() when done looking. */
-#define STORE_WAIT(st, cond)                                                  \
-        do {                                                                  \
-                uint64_t _dl = mono_ms() + 5000;                              \
-                for (;;) {                                                    \
-                        pthread_mutex_lock(&(st)->lock);                      \
-                        if (cond)                                             \
-                                break;                                        \
-                        pthread_mutex_unlock(&(st)->lock);                    \
-                        assert_true(mono_ms() < _dl);                         \
-                        usleep(5000);                                         \
-                }                                                             \
-                assert_int_equal((st)->errors, 0);                            \
-        } while (0)
-#define STORE_UNLOCK(st) pthread_mutex_unlock(&(st)->lock)
-
-static void store_close(struct store *st) {
-        pthread_mutex_lock(&st->lock);
-        st->stop = true;
-        pthread_mutex_unlock(&st->lock);
-        pthread_join(st->thread, NULL);
-        for (size_t i = 0; i < st->n; i++)
-                close(st->fds[i]);
-        close(st->sock);
-}
-
-/* How many stored names start with @prefix. */
-static size_t store_count(const struct store *st, const char *prefix) {
-        size_t k = 0;
-
-        for (size_t i = 0; i < st->n; i++)
-                k += strncmp(st->names[i], prefix, strlen(prefix)) == 0;
-        return k;
 }
 
 static void fd_store_restart(void **state) {
