@@ -24,7 +24,14 @@
  *   starts after them; anything that inserts or removes segments lowers
  *   done.
  * - next() drains the host connection only when what is mapped holds
- *   nothing more to deliver (the hot path makes no syscall).
+ *   nothing more to deliver (the hot path makes no syscall), and then only
+ *   if the control page's seg_events moved less than DRAIN_WINDOW_USEC ago
+ *   or the last drain is that old: a reader polling an idle area makes one
+ *   recvmsg per window, not one per call.  The counter is the writer's word
+ *   (a hostile writer can only make a reader drain more often, or wait a
+ *   window longer); pushes it does not count (a takeover, a daemon sealing
+ *   an orphan) are taken within a window, and sgl_reader_process() always
+ *   drains.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -82,6 +89,9 @@ struct sgl_reader {
         struct sgl_idmap index;
 
         struct sgl_client *client; /* set by sgl_reader_open() */
+        uint32_t seen_seg_events;  /* ctl->seg_events when last looked at */
+        uint64_t drain_until_usec; /* drain on every empty next() until */
+        uint64_t next_drain_usec;  /* else drain once this time is reached */
 
         bool streaming;          /* next() was called at least once */
         uint64_t cur_seq;        /* segment of the cursor, 0 = none yet */
@@ -506,6 +516,7 @@ static struct sgl_rseg *cursor_seg(sgl_reader *r) {
 }
 
 static int next_mapped(sgl_reader *r, sgl_chunk **ret);
+static bool drain_due(sgl_reader *r);
 
 /**
  * sgl_reader_next() - the next live chunk in log order.
@@ -527,7 +538,7 @@ _public_ int sgl_reader_next(sgl_reader *r, sgl_chunk **ret) {
         if (!r || !ret)
                 return -EINVAL;
         k = next_mapped(r, ret);
-        if (k != -EAGAIN || !r->client)
+        if (k != -EAGAIN || !r->client || !drain_due(r))
                 return k;
         /* out of data in what is mapped: only now take what the host
          * pushed (a syscall), so a busy reader never makes one; the log
@@ -535,6 +546,24 @@ _public_ int sgl_reader_next(sgl_reader *r, sgl_chunk **ret) {
          * Errors are told by sgl_reader_process(). */
         (void)sgl_client_drain(r->client, r);
         return next_mapped(r, ret);
+}
+
+#define DRAIN_WINDOW_USEC 1000
+
+/* Whether an empty next() should look at the host connection (see the
+ * invariants at the top). */
+static bool drain_due(sgl_reader *r) {
+        uint32_t ev = r->ctl ? __atomic_load_n(&r->ctl->seg_events, __ATOMIC_ACQUIRE) : 0;
+        uint64_t now = sgl_mono_usec();
+
+        if (ev != r->seen_seg_events) {
+                r->seen_seg_events = ev;
+                r->drain_until_usec = now + DRAIN_WINDOW_USEC;
+        }
+        if (now >= r->drain_until_usec && now < r->next_drain_usec)
+                return false;
+        r->next_drain_usec = now + DRAIN_WINDOW_USEC;
+        return true;
 }
 
 /* sgl_reader_next() over what is mapped now. */

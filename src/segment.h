@@ -105,6 +105,11 @@ struct sgl_ctl_page {
         uint32_t events;         /* atomic futex word: +1 per commit/seal */
         uint8_t area_id[SGL_AREA_ID_LEN];
         uint64_t last_seq;       /* atomic: newest segment seq (a hint) */
+        uint32_t seg_events;     /* atomic: +1 per segment opened or sealed,
+                                  * after its host was told: a
+                                  * connected reader drains its socket when
+                                  * it moved (a hint; see reader.c) */
+        uint32_t reserved;
 };
 
 /* Commits start at SGL_RECORD_ALIGN-aligned offsets >= SGL_SEG_DATA; a

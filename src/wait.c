@@ -20,7 +20,7 @@
 
 #define SGL_WAIT_SLICE_USEC 100000
 
-static uint64_t mono_usec(void) {
+uint64_t sgl_mono_usec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
@@ -35,7 +35,7 @@ int sgl_wait_change(const uint32_t *word, uint32_t *seen, int64_t timeout_usec) 
         uint64_t deadline = 0;
 
         if (timeout_usec > 0)
-                deadline = mono_usec() + (uint64_t)timeout_usec;
+                deadline = sgl_mono_usec() + (uint64_t)timeout_usec;
         for (;;) {
                 uint32_t now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
                 uint64_t slice = SGL_WAIT_SLICE_USEC;
@@ -49,7 +49,7 @@ int sgl_wait_change(const uint32_t *word, uint32_t *seen, int64_t timeout_usec) 
                 if (timeout_usec == 0)
                         return -ETIMEDOUT;
                 if (timeout_usec > 0) {
-                        uint64_t t = mono_usec();
+                        uint64_t t = sgl_mono_usec();
                         if (t >= deadline)
                                 return -ETIMEDOUT;
                         slice = MIN(slice, deadline - t);

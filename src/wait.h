@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t sgl_mono_usec(void);
 int sgl_wait_change(const uint32_t *word, uint32_t *seen, int64_t timeout_usec);
 
 #endif

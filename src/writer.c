@@ -32,10 +32,14 @@
 #define DEFAULT_SEGMENT_SIZE (1024 * 1024)
 #define ANON_ID_BASE (1ULL << 63)
 
+/* Tells the host (or the application) of a segment event, then readers
+ * that it has been told: a connected reader looks at its socket when
+ * seg_events moves (an embedded host has sent its pushes by then). */
 static void announce(sgl_writer *w, struct sgl_wseg *s, sgl_segment_event ev) {
         if (w->seg_fn)
                 w->seg_fn(w->seg_userdata, s->seq, ev,
                           ev == SGL_SEGMENT_RETIRED ? -1 : s->ro_fd);
+        __atomic_add_fetch(&w->ctl->seg_events, 1, __ATOMIC_RELEASE);
 }
 
 /* Wakes every reader waiting on the control page; the counter only grows. */
