@@ -272,16 +272,20 @@ static void apply_forgets(sgl_writer *w, bool commit) {
  */
 int sgl_gc_run(sgl_writer *w, bool force) {
         struct sgl_wseg **v;
-        uint64_t now = sgl_now_ns(), *seqs;
+        uint64_t now, *seqs;
         bool by_count;
         size_t n;
         int r;
 
         if (w->npend > 0)
                 return -EBUSY;
-        sgl_gc_sweep_expired(w, now);
+        /* the clock only when something may have expired: this runs after
+         * every commit */
+        if (w->next_expiry_ns)
+                sgl_gc_sweep_expired(w, sgl_now_ns());
         if (!gc_due(w, force, &by_count))
                 return 0;
+        now = sgl_now_ns();
         v = calloc(w->nsegs + 1, sizeof(*v));
         if (!v)
                 return -ENOMEM;

@@ -495,6 +495,16 @@ static bool expired(uint64_t expire_ns, uint64_t now) {
         return expire_ns != 0 && expire_ns <= now;
 }
 
+/* Like expired(), reading the clock into *@now only the first time a chunk
+ * that can expire asks (0: not read yet): most chunks never expire. */
+static bool expired_lazy(uint64_t expire_ns, uint64_t *now) {
+        if (expire_ns == 0)
+                return false;
+        if (*now == 0)
+                *now = sgl_now_ns();
+        return expire_ns <= *now;
+}
+
 /* Moves the cursor to the first segment after cur_seq, if any. */
 static struct sgl_rseg *cursor_seg(sgl_reader *r) {
         ssize_t i;
@@ -575,7 +585,7 @@ static int next_mapped(sgl_reader *r, sgl_chunk **ret) {
 
         err = refresh(r);
         r->streaming = true;
-        now = sgl_now_ns();
+        now = 0;
 
         while ((s = cursor_seg(r))) {
                 ssize_t i;
@@ -593,7 +603,7 @@ static int next_mapped(sgl_reader *r, sgl_chunk **ret) {
                         e = sgl_idmap_find(&r->index, rec.id);
                         if (!e || e->version != rec.version ||
                             (e->flags & SGL_ENTRY_TOMBSTONE) ||
-                            e->delivered >= rec.version || expired(rec.expire_ns, now))
+                            e->delivered >= rec.version || expired_lazy(rec.expire_ns, &now))
                                 continue;
                         k = chunk_new(s, &rec, ret);
                         if (k < 0)

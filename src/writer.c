@@ -901,6 +901,8 @@ _public_ void sgl_writer_abort(sgl_writer *w) {
         w->npend = 0;
 }
 
+/* @now: CLOCK_REALTIME ns, or 0 to read the clock only if the policy
+ * needs it. */
 static bool seal_due(sgl_writer *w, uint64_t now) {
         struct sgl_wseg *s = w->open;
 
@@ -912,6 +914,8 @@ static bool seal_due(sgl_writer *w, uint64_t now) {
         case SGL_SEAL_BYTES:
                 return s->used - SGL_SEG_DATA >= w->policy_arg;
         case SGL_SEAL_USEC:
+                if (now == 0)
+                        now = sgl_now_ns();
                 return now - s->first_commit_ns >= w->policy_arg * 1000;
         default:
                 return false;
@@ -922,7 +926,7 @@ static bool seal_due(sgl_writer *w, uint64_t now) {
 int sgl_writer_commit_internal(sgl_writer *w) {
         struct sgl_wseg *s = w->open;
         struct sgl_commit_header *c;
-        uint64_t end, now;
+        uint64_t end;
 
         if (w->npend == 0)
                 return 0;
@@ -941,9 +945,8 @@ int sgl_writer_commit_internal(sgl_writer *w) {
                          __ATOMIC_RELEASE);
         s->used = end;
 
-        now = sgl_now_ns();
         if (s->first_commit_ns == 0)
-                s->first_commit_ns = now;
+                s->first_commit_ns = sgl_now_ns();
         for (size_t i = 0; i < w->npend; i++)
                 sgl_gc_account(w, &w->pend[i], s->seq);
         w->npend = 0;
@@ -969,7 +972,7 @@ int sgl_writer_commit_internal(sgl_writer *w) {
                 s->announced = true;
                 announce(w, s, SGL_SEGMENT_OPENED);
         }
-        if (seal_due(w, now))
+        if (seal_due(w, 0))
                 return seal_seg(w, s);
         notify(w);
         return 0;
@@ -1018,7 +1021,7 @@ _public_ int sgl_writer_tick(sgl_writer *w) {
                 if (r < 0)
                         return r;
         }
-        if (w->npend == 0 && seal_due(w, sgl_now_ns())) {
+        if (w->npend == 0 && seal_due(w, 0)) {
                 r = seal_seg(w, w->open);
                 if (r < 0)
                         return r;
