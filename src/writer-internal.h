@@ -17,10 +17,11 @@
  * - An open segment's rw mapping exists unless sealing it failed: it then
  *   takes no commit until sgl_writer_seal()/sgl_writer_tick() reseal it.
  *   Pages in [SGL_PAGE, protected_end) of the mapping are PROT_READ unless
- *   SGL_WRITER_NO_MIRROR_PROTECT; protected_end is page aligned and never
+ *   SGL_WRITER_NO_MIRROR_PROTECT; protected_end is page aligned, never
  *   passes the page holding used (the next commit goes there), so page 0
- *   with the header stays writable until seal.  A sealed segment has no rw mapping and
- *   no rw descriptor.
+ *   with the header stays writable until seal, and trails it by less than
+ *   SGL_PROTECT_RUN + a page (protection comes in runs).  A sealed segment
+ *   has no rw mapping and no rw descriptor.
  * - Pending (staged, uncommitted) records always live in w->open, between
  *   pend_start (== open->used, SGL_RECORD_ALIGN aligned) and pend_end.
  * - index holds, for every id with a record in a live segment, its newest

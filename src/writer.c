@@ -30,6 +30,8 @@
 #include "writer-internal.h"
 
 #define DEFAULT_SEGMENT_SIZE (1024 * 1024)
+/* Mirror protection covers committed pages once this many have gathered. */
+#define SGL_PROTECT_RUN (64 * 1024)
 #define ANON_ID_BASE (1ULL << 63)
 
 /* Tells the host (or the application) of a segment event, then readers
@@ -958,9 +960,11 @@ int sgl_writer_commit_internal(sgl_writer *w) {
                 return seal_seg(w, s);
 
         if (!(w->flags & SGL_WRITER_NO_MIRROR_PROTECT) &&
-            (end & ~(uint64_t)(SGL_PAGE - 1)) > s->protected_end) {
+            (end & ~(uint64_t)(SGL_PAGE - 1)) >= s->protected_end + SGL_PROTECT_RUN) {
                 /* our own stray writes into published bytes now fault, in
-                 * whole pages: the page holding end takes the next commit */
+                 * whole pages (the page holding end takes the next commit)
+                 * and in runs: one mprotect, a TLB shootdown while a reader
+                 * runs on another CPU, costs more than copying 4 KiB */
                 uint64_t to = end & ~(uint64_t)(SGL_PAGE - 1);
 
                 if (mprotect(s->rw + s->protected_end, to - s->protected_end,

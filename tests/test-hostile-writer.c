@@ -308,9 +308,17 @@ static int hostile_writer_main(void *userdata) {
                 TU_CHILD_CHECK(cap.n == 1 && cap.e[0].ev == SGL_SEGMENT_OPENED);
                 /* the writer's own stray write into a committed page of its
                  * read-write mapping faults (mirror protection covers the
-                 * whole pages below the one holding commit_end: the chunk's
-                 * second page is one, its first shares page 0 with the
-                 * header) */
+                 * whole pages below the one holding commit_end, in runs of
+                 * 64 KiB: after 68 KiB more of commits the chunk's second
+                 * page is one, its first shares page 0 with the header) */
+                for (uint64_t f = 0; f < 17; f++) {
+                        void *fill;
+
+                        TU_CHILD_CHECK(sgl_writer_alloc(w, CHUNK_ID + 100 + f, 0, 4096, &fill,
+                                                        NULL) == 0);
+                        memset(fill, 0x5a, 4096);
+                        TU_CHILD_CHECK(sgl_writer_commit(w) == 0);
+                }
                 TU_CHILD_CHECK(stray_write_faults((volatile uint8_t *)ptr + 4096) == 1);
                 TU_CHILD_CHECK(sgl_writer_seal(w) == 0);
                 TU_CHILD_CHECK(sgl_writer_get_stats(w, &st) == 0);
@@ -469,10 +477,12 @@ static void run_stray_write(unsigned writer_flags) {
         memset(ptr, 1, 64);
         assert_int_equal(sgl_writer_commit(w), 0);
         /* commits are packed and protection covers whole pages below the
-         * page holding commit_end: a further page of commits puts ptr's
-         * page below it */
-        assert_int_equal(sgl_writer_write(w, CHUNK_ID + 2, 0, expect, 4096, NULL), 0);
-        assert_int_equal(sgl_writer_commit(w), 0);
+         * page holding commit_end, in runs of 64 KiB: a further 64 KiB and
+         * a page of commits puts ptr's page below it */
+        for (uint64_t i = 0; i < 17; i++) {
+                assert_int_equal(sgl_writer_write(w, CHUNK_ID + 2 + i, 0, expect, 4096, NULL), 0);
+                assert_int_equal(sgl_writer_commit(w), 0);
+        }
 
         /* with protection the write faults; without (self-protection
          * only, and switched off) it lands */
