@@ -96,15 +96,6 @@ static int memfd_new(const char *name) {
         return fd;
 }
 
-/**
- * sgl_memfd_create() - a new sized, allocated and size-sealed memfd.
- * @name: debugging name shown in /proc/PID/fd (at most 249 bytes)
- * @size: bytes; a non-zero multiple of 4096
- *
- * Return: the read-write descriptor (O_CLOEXEC), -EINVAL on a bad size,
- * -EFBIG if @size does not fit in off_t or exceeds RLIMIT_FSIZE, -ENOSPC or
- * -ENOMEM if the memory cannot be allocated now, or another -errno.
- */
 /* Size seals (plus @more) before the descriptor can escape: from then on no
  * mapping of the file can ever SIGBUS. */
 static int seal_size(int fd, int more) {
@@ -119,37 +110,40 @@ static int seal_size(int fd, int more) {
         return 0;
 }
 
-/* Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills by default;
- * a library must fail instead, so ask first. */
-static int check_fsize(uint64_t size) {
+/* A new memfd of @size bytes (a non-zero multiple of 4096), not yet
+ * allocated or sealed.  Growing a file past RLIMIT_FSIZE raises SIGXFSZ,
+ * which kills by default; a library must fail instead, so ask first. */
+static int memfd_sized(const char *name, uint64_t size) {
+        _cleanup_close_ int fd = -1;
         struct rlimit rl;
 
+        if (size == 0 || size % SGL_MEMFD_ALIGN != 0)
+                return -EINVAL;
+        if (size > (uint64_t)INT64_MAX)
+                return -EFBIG;
         if (getrlimit(RLIMIT_FSIZE, &rl) < 0)
                 return sgl_negerrno();
         if (rl.rlim_cur != RLIM_INFINITY && size > (uint64_t)rl.rlim_cur)
                 return -EFBIG;
-        return 0;
-}
-
-int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
-                            uint64_t size) {
-        _cleanup_close_ int fd = -1;
-        int r;
-
-        /* every page gets written: none is left sparse */
-        if (size == 0 || size % SGL_MEMFD_ALIGN != 0 || len > size ||
-            size - len >= SGL_MEMFD_ALIGN)
-                return -EINVAL;
-        if (size > (uint64_t)INT64_MAX)
-                return -EFBIG;
-        r = check_fsize(size);
-        if (r < 0)
-                return r;
         fd = memfd_new(name);
         if (fd < 0)
                 return fd;
         if (ftruncate(fd, (off_t)size) < 0)
                 return sgl_negerrno();
+        return TAKE_FD(fd);
+}
+
+/* See memfd.h: filled by pwrite, sealed at birth. */
+int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
+                            uint64_t size) {
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if (len > size || size - len >= SGL_MEMFD_ALIGN)
+                return -EINVAL;
+        fd = memfd_sized(name, size);
+        if (fd < 0)
+                return fd;
         /* pwrite allocates, zeroes and fills each page in one go: cheaper
          * than fallocate and then faulting the pages in through a mapping */
         for (uint64_t off = 0; off < len;) {
@@ -168,26 +162,22 @@ int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
         return TAKE_FD(fd);
 }
 
+/**
+ * sgl_memfd_create() - a new sized, allocated and size-sealed memfd.
+ * @name: debugging name shown in /proc/PID/fd (at most 249 bytes)
+ * @size: bytes; a non-zero multiple of 4096
+ *
+ * Return: the read-write descriptor (O_CLOEXEC), -EINVAL on a bad size,
+ * -EFBIG if @size does not fit in off_t or exceeds RLIMIT_FSIZE, -ENOSPC or
+ * -ENOMEM if the memory cannot be allocated now, or another -errno.
+ */
 int sgl_memfd_create(const char *name, uint64_t size) {
         _cleanup_close_ int fd = -1;
         int r;
 
-        if (size == 0 || size % SGL_MEMFD_ALIGN != 0)
-                return -EINVAL;
-        if (size > (uint64_t)INT64_MAX)
-                return -EFBIG;
-
-        r = check_fsize(size);
-        if (r < 0)
-                return r;
-
-        fd = memfd_new(name);
+        fd = memfd_sized(name, size);
         if (fd < 0)
                 return fd;
-
-        if (ftruncate(fd, (off_t)size) < 0)
-                return sgl_negerrno();
-
         /* Allocate every page now: a sealed segment must never be sparse,
          * or a reader's first touch of a hole would allocate memory (charged
          * to the reader) or fail under memory pressure.  Failing here, in
