@@ -29,7 +29,6 @@
  * Build: see fuzz/fuzz.am.
  * Run:   ./fuzz-client -max_len=9000 fuzz/corpus/client
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -45,6 +44,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fuzz-util.h"
 #include "sigillo.h"
 #include "fdpass.h"
 #include "memfd.h"
@@ -75,22 +75,7 @@ static struct {
 } fz;
 
 static void fz_check(int cond, const char *what) {
-        if (!cond) {
-                fprintf(stderr, "fuzz-client: %s\n", what);
-                abort();
-        }
-}
-
-static unsigned fz_count_fds(void) {
-        DIR *dir = opendir("/proc/self/fd");
-        struct dirent *de;
-        unsigned n = 0;
-
-        fz_check(dir != NULL, "opendir /proc/self/fd");
-        while ((de = readdir(dir)))
-                n += de->d_name[0] != '.';
-        closedir(dir);
-        return n - 1;
+        fz_fail_unless(cond, "fuzz-client", what);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

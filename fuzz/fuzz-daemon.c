@@ -29,10 +29,10 @@
  */
 
 #define main sigillod_main
+#include "fuzz-util.h"
 #include "main.c"
 #undef main
 
-#include <dirent.h>
 #include <sys/eventfd.h>
 
 #include "memfd.h"
@@ -53,22 +53,7 @@ static struct {
 } fz;
 
 static void fz_check(int cond, const char *what) {
-        if (!cond) {
-                fprintf(stderr, "fuzz-daemon: %s\n", what);
-                abort();
-        }
-}
-
-static unsigned fz_count_fds(void) {
-        DIR *dir = opendir("/proc/self/fd");
-        struct dirent *de;
-        unsigned n = 0;
-
-        fz_check(dir != NULL, "opendir /proc/self/fd");
-        while ((de = readdir(dir)))
-                n += de->d_name[0] != '.';
-        closedir(dir);
-        return n - 1; /* the directory's own */
+        fz_fail_unless(cond, "fuzz-daemon", what);
 }
 
 static void fz_registry_new(void) {
