@@ -82,6 +82,7 @@ struct host_conn {
         uint32_t role;
         bool trusted;
         bool subscribed;
+        bool watching_out;       /* EPOLLOUT is in its epoll events */
         struct outmsg *q;        /* ring of qsize, grown on demand */
         size_t qhead;
         size_t qlen;
@@ -199,9 +200,17 @@ static void conn_drop(sgl_host *h, struct host_conn *c) {
         conn_free(c);
 }
 
+/* Whether to wake for room in @c's socket: only while messages wait (one
+ * epoll_ctl per change, not per message). */
 static int conn_watch_out(sgl_host *h, struct host_conn *c, bool out) {
         struct epoll_event ev = { .events = EPOLLIN | (out ? EPOLLOUT : 0), .data.u64 = c->id };
-        return epoll_ctl(h->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0 ? sgl_negerrno() : 0;
+
+        if (c->watching_out == out)
+                return 0;
+        if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+                return sgl_negerrno();
+        c->watching_out = out;
+        return 0;
 }
 
 /* Sends the queued messages in order; stops at a full socket. */
