@@ -371,7 +371,11 @@ int sgl_gc_maybe(sgl_writer *w) {
  * are staged, or -errno.
  */
 _public_ int sgl_writer_gc(sgl_writer *w) {
+        int r;
+
         if (!w)
                 return -EINVAL;
-        return sgl_gc_run(w, true);
+        r = sgl_gc_run(w, true);
+        sgl_writer_make_spare(w); /* its commit may have taken the spare */
+        return r;
 }

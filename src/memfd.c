@@ -110,11 +110,10 @@ static int seal_size(int fd, int more) {
         return 0;
 }
 
-/* A new memfd of @size bytes (a non-zero multiple of 4096), not yet
- * allocated or sealed.  Growing a file past RLIMIT_FSIZE raises SIGXFSZ,
- * which kills by default; a library must fail instead, so ask first. */
-static int memfd_sized(const char *name, uint64_t size) {
-        _cleanup_close_ int fd = -1;
+/* Whether a memfd may have @size bytes (a non-zero multiple of 4096).
+ * Growing a file past RLIMIT_FSIZE raises SIGXFSZ, which kills by default;
+ * a library must fail instead, so ask first. */
+static int check_size(uint64_t size) {
         struct rlimit rl;
 
         if (size == 0 || size % SGL_MEMFD_ALIGN != 0)
@@ -125,6 +124,17 @@ static int memfd_sized(const char *name, uint64_t size) {
                 return sgl_negerrno();
         if (rl.rlim_cur != RLIM_INFINITY && size > (uint64_t)rl.rlim_cur)
                 return -EFBIG;
+        return 0;
+}
+
+/* A new memfd of @size bytes, not yet allocated or sealed. */
+static int memfd_sized(const char *name, uint64_t size) {
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        r = check_size(size);
+        if (r < 0)
+                return r;
         fd = memfd_new(name);
         if (fd < 0)
                 return fd;
@@ -133,17 +143,20 @@ static int memfd_sized(const char *name, uint64_t size) {
         return TAKE_FD(fd);
 }
 
-/* See memfd.h: filled by pwrite, sealed at birth. */
-int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
-                            uint64_t size) {
-        _cleanup_close_ int fd = -1;
+int sgl_memfd_new_empty(const char *name) {
+        return memfd_new(name);
+}
+
+int sgl_memfd_fill_sealed(int fd, const void *image, uint64_t len, uint64_t size) {
         int r;
 
         if (len > size || size - len >= SGL_MEMFD_ALIGN)
                 return -EINVAL;
-        fd = memfd_sized(name, size);
-        if (fd < 0)
-                return fd;
+        r = check_size(size);
+        if (r < 0)
+                return r;
+        if (ftruncate(fd, (off_t)size) < 0)
+                return sgl_negerrno();
         /* pwrite allocates, zeroes and fills each page in one go: cheaper
          * than fallocate and then faulting the pages in through a mapping */
         for (uint64_t off = 0; off < len;) {
@@ -155,8 +168,18 @@ int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
                         return n < 0 ? sgl_negerrno() : -EIO;
                 off += (uint64_t)n;
         }
-        /* the descriptor has not left this function: every seal at once */
-        r = seal_size(fd, F_SEAL_WRITE | F_SEAL_SEAL);
+        /* the descriptor has not left its owner: every seal at once */
+        return seal_size(fd, F_SEAL_WRITE | F_SEAL_SEAL);
+}
+
+int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
+                            uint64_t size) {
+        _cleanup_close_ int fd = memfd_new(name);
+        int r;
+
+        if (fd < 0)
+                return fd;
+        r = sgl_memfd_fill_sealed(fd, image, len, size);
         if (r < 0)
                 return r;
         return TAKE_FD(fd);

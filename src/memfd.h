@@ -30,6 +30,16 @@ int sgl_memfd_create(const char *name, uint64_t size);
 int sgl_memfd_create_sealed(const char *name, const void *image, uint64_t len,
                             uint64_t size);
 
+/*
+ * sgl_memfd_new_empty() - a memfd of size 0 (0600, no exec, O_CLOEXEC),
+ * for sgl_memfd_fill_sealed() later; nothing else may be done with it.
+ * sgl_memfd_fill_sealed() - sizes such a memfd to @size and fills and seals
+ * it as sgl_memfd_create_sealed() does.  Together they let a writer create
+ * the file ahead of time, off the path of the commit that fills it.
+ */
+int sgl_memfd_new_empty(const char *name);
+int sgl_memfd_fill_sealed(int fd, const void *image, uint64_t len, uint64_t size);
+
 /* Adds F_SEAL_FUTURE_WRITE: no new writable mapping, no write(2). */
 int sgl_memfd_seal_future_write(int fd);
 

@@ -85,6 +85,10 @@ struct sgl_writer {
         void *seg_userdata;
 
         int ctl_fd;              /* read-only description; readers get dups */
+        int spare_fd, spare_ro;  /* SGL_SEAL_EVERY_COMMIT: the next one-shot
+                                  * segment's empty memfd and its read-only
+                                  * description, made after the last commit
+                                  * was visible, or -1 */
         struct sgl_ctl_page *ctl;
 
         struct sgl_wseg **segs;
@@ -127,6 +131,7 @@ int sgl_writer_stage(sgl_writer *w, uint32_t kind, uint32_t flags, uint64_t id,
                      size_t size, void **data);
 int sgl_writer_commit_internal(sgl_writer *w);
 struct sgl_wseg *sgl_writer_find_seg(sgl_writer *w, uint64_t seq);
+void sgl_writer_make_spare(sgl_writer *w);
 int sgl_writer_seg_ro(struct sgl_wseg *s);
 void sgl_writer_drop_seg(sgl_writer *w, struct sgl_wseg *s);
 

@@ -111,6 +111,8 @@ _public_ int sgl_writer_new(const char *name, unsigned flags, sgl_writer **ret) 
                 .gc_min_bytes = 1024 * 1024,
                 .gc_max_segments = 256,
                 .ctl_fd = -1,
+                .spare_fd = -1,
+                .spare_ro = -1,
                 .next_seq = 1,
                 .next_version = 1,
                 .next_anon_id = ANON_ID_BASE,
@@ -182,6 +184,8 @@ _public_ sgl_writer *sgl_writer_unref(sgl_writer *w) {
         if (w->ctl)
                 munmap(w->ctl, SGL_PAGE);
         sgl_close(w->ctl_fd);
+        sgl_close(w->spare_fd);
+        sgl_close(w->spare_ro);
         free(w->name);
         free(w);
         return NULL;
@@ -208,6 +212,10 @@ _public_ int sgl_writer_set_seal_policy(sgl_writer *w, sgl_seal_policy policy,
                 return -EINVAL;
         w->policy = policy;
         w->policy_arg = arg;
+        if (policy != SGL_SEAL_EVERY_COMMIT) {
+                w->spare_fd = sgl_close(w->spare_fd);
+                w->spare_ro = sgl_close(w->spare_ro);
+        }
         return 0;
 }
 
@@ -565,24 +573,53 @@ static int seal_by_copy(struct sgl_wseg *s) {
  * commits need and seals it: nobody has seen it, so nothing can pin it, and
  * no mapping is made.  On failure the image stays for a retry. */
 static int seal_buf(sgl_writer *w, struct sgl_wseg *s) {
-        _cleanup_close_ int fd = -1;
+        _cleanup_close_ int fd = -1, ro = -1;
         struct sgl_seg_header *h = (struct sgl_seg_header *)s->buf;
         uint64_t size = sgl_seg_size_for(s->used);
         char name[64];
-        int ro;
+        int r;
 
         h->size = size;
-        snprintf(name, sizeof(name), "sigillo-%s", w->name);
-        fd = sgl_memfd_create_sealed(name, s->buf, s->used, size);
-        if (fd < 0)
-                return fd;
-        ro = sgl_memfd_reopen_ro(fd);
-        if (ro < 0)
-                return ro;
+        if (w->spare_fd >= 0) {
+                /* made ahead of time (sgl_writer_make_spare()): consumed, even if
+                 * filling it fails */
+                fd = TAKE_FD(w->spare_fd);
+                ro = TAKE_FD(w->spare_ro);
+                r = sgl_memfd_fill_sealed(fd, s->buf, s->used, size);
+                if (r < 0)
+                        return r;
+        } else {
+                snprintf(name, sizeof(name), "sigillo-%s", w->name);
+                fd = sgl_memfd_create_sealed(name, s->buf, s->used, size);
+                if (fd < 0)
+                        return fd;
+                ro = sgl_memfd_reopen_ro(fd);
+                if (ro < 0)
+                        return ro;
+        }
         seg_keep_buf(w, s);
-        s->ro_fd = ro;
+        s->ro_fd = TAKE_FD(ro);
         s->size = size;
         return 0;
+}
+
+/* Under SGL_SEAL_EVERY_COMMIT, creates the next one-shot segment's memfd
+ * and its read-only description (memfd_create, fchmod, a reopen through
+ * /proc/self/fd: about half of a small commit's cost) once the commit is
+ * visible and its readers woken, so they run while the writer prepares.
+ * Best effort: without a spare, seal_buf() creates the memfd itself. */
+void sgl_writer_make_spare(sgl_writer *w) {
+        char name[64];
+
+        if (w->policy != SGL_SEAL_EVERY_COMMIT || w->spare_fd >= 0)
+                return;
+        snprintf(name, sizeof(name), "sigillo-%s", w->name);
+        w->spare_fd = sgl_memfd_new_empty(name);
+        if (w->spare_fd < 0)
+                return;
+        w->spare_ro = sgl_memfd_reopen_ro(w->spare_fd);
+        if (w->spare_ro < 0)
+                w->spare_fd = sgl_close(w->spare_fd);
 }
 
 /* Seals @s (which must hold no staged records).  A segment without any
@@ -1004,7 +1041,9 @@ _public_ int sgl_writer_commit(sgl_writer *w) {
                 r = reseal_orphans(w);
         if (r < 0)
                 return r;
-        return sgl_gc_maybe(w);
+        r = sgl_gc_maybe(w);
+        sgl_writer_make_spare(w);
+        return r;
 }
 
 /**

@@ -1332,8 +1332,9 @@ static void test_queue_overflow(void **state) {
          * writer's own (one per live segment) remain */
         commit_one(w, 2, "after");
         with_segments = tu_count_fds();
-        /* tap, control page, publish epoll + eventfd, one per segment */
-        assert_int_equal(with_segments, before + 4 + (i + 2));
+        /* tap, control page, publish epoll + eventfd, one per segment,
+         * the next one-shot memfd made ahead and its read-only description */
+        assert_int_equal(with_segments, before + 4 + (i + 2) + 2);
         assert_null(sgl_writer_unref(w));
         fake_finish(&f);
         assert_int_equal(tu_count_fds(), before);
