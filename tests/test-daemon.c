@@ -101,6 +101,7 @@
 #include "protocol.h"
 #include "writer-internal.h"
 #include "memfd.h"
+#include "test-payload.h"
 #include "test-util.h"
 #include "test-sigillod.h"
 
@@ -111,56 +112,7 @@
 
 /* ------------------------------------------------------------ payloads */
 
-#define PAYLOAD_HDR 16
-#define MAX_IDS 4096
-#define MAX_GEN 63
-
-static size_t payload_size(uint64_t id, uint32_t gen) {
-        return PAYLOAD_HDR + (size_t)((id * 131 + gen * 17) % 3000);
-}
-
-static void payload_fill(uint8_t *p, uint64_t id, uint32_t gen) {
-        uint32_t len = (uint32_t)payload_size(id, gen);
-
-        memcpy(p, &id, 8);
-        memcpy(p + 8, &gen, 4);
-        memcpy(p + 12, &len, 4);
-        tu_fill_pattern(p + PAYLOAD_HDR, len - PAYLOAD_HDR, id << 8 ^ gen);
-}
-
-static bool payload_ok(const sgl_chunk *c, uint32_t *ret_gen) {
-        static uint8_t want[PAYLOAD_HDR + 3000];
-        const uint8_t *p = sgl_chunk_data(c);
-        size_t size = sgl_chunk_size(c);
-        uint64_t id;
-        uint32_t gen;
-
-        if (!p || size < PAYLOAD_HDR)
-                return false;
-        memcpy(&id, p, 8);
-        memcpy(&gen, p + 8, 4);
-        if (id != sgl_chunk_id(c) || id == 0 || id >= MAX_IDS || gen > MAX_GEN ||
-            size != payload_size(id, gen))
-                return false;
-        payload_fill(want, id, gen);
-        if (memcmp(want, p, size) != 0)
-                return false;
-        *ret_gen = gen;
-        return true;
-}
-
-static uint64_t item_hash(uint64_t id, uint32_t gen) {
-        uint64_t k[2] = { id, gen };
-        return tu_fnv1a64(k, sizeof(k));
-}
-
-static uint64_t range_hash(uint64_t first, uint64_t last, uint32_t gen) {
-        uint64_t h = 0;
-
-        for (uint64_t id = first; id <= last; id++)
-                h += item_hash(id, gen);
-        return h;
-}
+#define MAX_IDS PAYLOAD_MAX_IDS
 
 /* In a child: close every inherited descriptor except stdio and @keep. */
 static void close_others(int keep) {
@@ -580,7 +532,7 @@ static int w_claim(const struct wparams *p, struct wstate *ws, struct rep *ret) 
 }
 
 static int w_commit(struct wstate *ws, uint64_t first, uint64_t count, uint32_t gen) {
-        uint8_t *buf = malloc(PAYLOAD_HDR + 3000);
+        uint8_t *buf = malloc(PAYLOAD_MAX_SIZE);
         int k = 0;
 
         if (!buf)

@@ -140,6 +140,7 @@
 #include "sigillo.h"
 #include "protocol.h"
 #include "rendezvous.h"
+#include "test-payload.h"
 #include "test-util.h"
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
@@ -157,60 +158,7 @@
 
 /* ------------------------------------------------------------ payloads */
 
-#define PAYLOAD_HDR 16
-#define MAX_IDS 8192
-#define MAX_GEN 63
-
-static size_t payload_size(uint64_t id, uint32_t gen) {
-        size_t n = PAYLOAD_HDR + (size_t)((id * 131 + gen * 17) % 3000);
-
-        if (id % 5 == 0)
-                n += 9000;
-        return n;
-}
-
-static void payload_fill(uint8_t *p, uint64_t id, uint32_t gen) {
-        uint32_t len = (uint32_t)payload_size(id, gen);
-
-        memcpy(p, &id, 8);
-        memcpy(p + 8, &gen, 4);
-        memcpy(p + 12, &len, 4);
-        tu_fill_pattern(p + PAYLOAD_HDR, len - PAYLOAD_HDR, id << 8 ^ gen);
-}
-
-static bool payload_ok(const sgl_chunk *c, uint32_t *ret_gen) {
-        static uint8_t want[PAYLOAD_HDR + 3000 + 9000];
-        const uint8_t *d = sgl_chunk_data(c);
-        size_t size = sgl_chunk_size(c);
-        uint64_t id;
-        uint32_t gen;
-
-        if (!d || size < PAYLOAD_HDR)
-                return false;
-        memcpy(&id, d, 8);
-        memcpy(&gen, d + 8, 4);
-        if (id != sgl_chunk_id(c) || id == 0 || id >= MAX_IDS || gen > MAX_GEN ||
-            size != payload_size(id, gen))
-                return false;
-        payload_fill(want, id, gen);
-        if (memcmp(want, d, size) != 0)
-                return false;
-        *ret_gen = gen;
-        return true;
-}
-
-static uint64_t item_hash(uint64_t id, uint32_t gen) {
-        uint64_t k[2] = { id, gen };
-        return tu_fnv1a64(k, sizeof(k));
-}
-
-static uint64_t range_hash(uint64_t first, uint64_t last) {
-        uint64_t h = 0;
-
-        for (uint64_t id = first; id <= last; id++)
-                h += item_hash(id, 0);
-        return h;
-}
+#define MAX_IDS PAYLOAD_MAX_IDS
 
 static uint64_t mono_ns(void) {
         struct timespec ts;
@@ -542,7 +490,7 @@ static void check_readers_get(uint64_t id) {
                 struct rep r = cmd_wait(&G.readers[i]);
                 assert_int_equal(r.ret, 0);
                 assert_int_equal(r.v[0], id);
-                assert_int_equal(r.v[1], range_hash(1, id));
+                assert_int_equal(r.v[1], range_hash(1, id, 0));
                 assert_int_equal(r.v[2], 0); /* bad */
                 assert_int_equal(r.v[3], 0); /* dups */
                 assert_int_equal(r.v[4], 0); /* connection errors */
@@ -601,7 +549,7 @@ static int group_teardown(void **state) {
                 struct rep r = cmd_call(&G.readers[i], R_VERIFY, 0, 0, 0);
                 assert_int_equal(r.ret, 0);
                 assert_int_equal(r.v[0], G.last_id);
-                assert_int_equal(r.v[1], range_hash(1, G.last_id));
+                assert_int_equal(r.v[1], range_hash(1, G.last_id, 0));
                 assert_int_equal(cmd_call(&G.readers[i], R_EXIT, 0, 0, 0).ret, 0);
                 tu_wait_exit(G.readers[i].pid, 0);
                 close(G.readers[i].sock);
@@ -1457,7 +1405,7 @@ static void stranger_cannot_lock_out_owner(void **state) {
         assert_int_equal(k, -EAGAIN);
         assert_int_equal(bad, 0);
         assert_int_equal(count, G.last_id);
-        assert_int_equal(hash, range_hash(1, G.last_id));
+        assert_int_equal(hash, range_hash(1, G.last_id, 0));
         r = sgl_reader_unref(r);
         assert_int_equal(tu_count_fds(), fds);
 
@@ -1578,7 +1526,7 @@ static void grab_segment(void *userdata, uint64_t seq, sgl_segment_event ev, int
 }
 
 static int fake_area_make(struct fake_area *a) {
-        uint8_t buf[PAYLOAD_HDR + 3000];
+        uint8_t buf[PAYLOAD_MAX_SIZE];
         int fds[4] = { -1, -1, -1, -1 };
         int ofds[4] = { -1, -1, -1, -1 };
 
