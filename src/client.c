@@ -106,7 +106,11 @@ static int client_recv(struct sgl_client *c, uint8_t *buf, struct sgl_msg *m,
                         return -ETIMEDOUT;
         }
         n = sgl_fdpass_recv(c->sock, buf, SGL_MSG_MAX_SIZE, fd, SGL_MSG_MAX_FDS, &nfds);
-        if (n == 0)
+        if (n == -ECONNRESET) /* a reset may come before what is still queued
+                               * (protocol.md section 9); a reset socket never
+                               * blocks */
+                n = sgl_fdpass_recv(c->sock, buf, SGL_MSG_MAX_SIZE, fd, SGL_MSG_MAX_FDS, &nfds);
+        if (n == 0 || n == -ECONNRESET)
                 return -ECONNRESET;
         if (n == -EBADMSG)
                 return -EPROTO; /* truncated, or descriptors it may not send */

@@ -1473,6 +1473,7 @@ enum scenario {
         F_ERROR_HELLO,
         F_REQUEST_TYPE,
         F_ERROR_OPEN,
+        F_ERROR_OPEN_UNREAD,     /* ERROR for the OPEN, closed with it unread */
         F_ERROR_SERIAL0,
         F_AREA_NO_FD,
         F_AREA_TWO_FDS,
@@ -1622,6 +1623,19 @@ static int fake_host_main(void *userdata) {
                 memset(buf, 0x5a, 40);
                 TU_CHILD_CHECK(send(c, buf, 40, MSG_NOSIGNAL) == 40);
                 return wait_hangup(c) == 0 ? 0 : 40;
+        case F_ERROR_OPEN_UNREAD:
+                /* answer the OPEN without taking it from the socket, and
+                 * close: the kernel then makes the client's next recvmsg
+                 * fail with ECONNRESET before it gets the ERROR */
+                TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_welcome(buf, sizeof(buf), m.serial,
+                                                                  1, 4096, 255), -1) == 0);
+                n = recv(c, buf, sizeof(buf), MSG_PEEK);
+                TU_CHILD_CHECK(n > 0 && sgl_msg_parse(buf, (size_t)n, 0, &m) == 0);
+                TU_CHILD_CHECK(m.type == SGL_MSG_OPEN);
+                TU_CHILD_CHECK(fsend(c, buf, sgl_msg_build_error(buf, sizeof(buf), m.serial,
+                                                                -ENOENT), -1) == 0);
+                close(c);
+                return 0;
         case F_CLOSE:
                 close(c);
                 return 0;
@@ -1930,6 +1944,8 @@ static void fake_host_bad_welcome(void **state) {
         fake_host_open_fails(F_ERROR_HELLO, false, -EACCES);
         fake_host_open_fails(F_ERROR_SERIAL0, false, -EPROTO);
         fake_host_open_fails(F_ERROR_OPEN, true, -ENOENT);
+        /* protocol.md section 9: after ECONNRESET, read once more */
+        fake_host_open_fails(F_ERROR_OPEN_UNREAD, false, -ENOENT);
 }
 
 static void fake_host_bad_area(void **state) {
