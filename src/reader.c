@@ -491,13 +491,10 @@ static int chunk_new(struct sgl_rseg *s, const struct sgl_rec_view *rec,
         return 0;
 }
 
-static bool expired(uint64_t expire_ns, uint64_t now) {
-        return expire_ns != 0 && expire_ns <= now;
-}
-
-/* Like expired(), reading the clock into *@now only the first time a chunk
- * that can expire asks (0: not read yet): most chunks never expire. */
-static bool expired_lazy(uint64_t expire_ns, uint64_t *now) {
+/* Whether a chunk expiring at @expire_ns (0: never) has expired, reading
+ * the clock into *@now only the first time a chunk that can expire asks
+ * (0: not read yet): most chunks never expire. */
+static bool expired(uint64_t expire_ns, uint64_t *now) {
         if (expire_ns == 0)
                 return false;
         if (*now == 0)
@@ -603,7 +600,7 @@ static int next_mapped(sgl_reader *r, sgl_chunk **ret) {
                         e = sgl_idmap_find(&r->index, rec.id);
                         if (!e || e->version != rec.version ||
                             (e->flags & SGL_ENTRY_TOMBSTONE) ||
-                            e->delivered >= rec.version || expired_lazy(rec.expire_ns, &now))
+                            e->delivered >= rec.version || expired(rec.expire_ns, &now))
                                 continue;
                         k = chunk_new(s, &rec, ret);
                         if (k < 0)
@@ -641,6 +638,7 @@ _public_ int sgl_reader_get(sgl_reader *r, uint64_t id, sgl_chunk **ret) {
         struct sgl_rec_view rec;
         struct sgl_entry *e;
         struct sgl_rseg *s;
+        uint64_t now = 0;
         int k;
 
         if (!r || !ret || id == 0)
@@ -649,7 +647,7 @@ _public_ int sgl_reader_get(sgl_reader *r, uint64_t id, sgl_chunk **ret) {
                 (void)sgl_client_drain(r->client, r);
         (void)refresh(r); /* corruption elsewhere does not hide this id */
         e = sgl_idmap_find(&r->index, id);
-        if (!e || (e->flags & SGL_ENTRY_TOMBSTONE) || expired(e->expire_ns, sgl_now_ns()))
+        if (!e || (e->flags & SGL_ENTRY_TOMBSTONE) || expired(e->expire_ns, &now))
                 return -ENOENT;
         s = seg_find(r, e->seq);
         if (!s)
